@@ -1,0 +1,145 @@
+"""Silero VAD (v5, the ONNX model shipped by the `silero-vad` package), streaming.
+
+The model scores 512-sample windows (32 ms at 16 kHz) and carries a recurrent
+state plus the last 64 samples of context between windows. `StreamingVAD`
+keeps that state, and any remainder shorter than a window, in plain view, so
+feeding audio tick by tick gives exactly the scores that one pass over the
+whole signal gives (`vad_probabilities`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import onnxruntime as ort
+
+from audio.frames import SAMPLE_RATE
+
+VAD_WINDOW = 512
+VAD_CONTEXT = 64
+VAD_FRAME_S = VAD_WINDOW / SAMPLE_RATE
+
+
+@lru_cache(maxsize=1)
+def _session() -> ort.InferenceSession:
+    import silero_vad
+
+    path = os.path.join(os.path.dirname(silero_vad.__file__), "data", "silero_vad.onnx")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+@dataclass
+class VADState:
+    """Everything one stream's detector carries from call to call."""
+
+    rnn: np.ndarray = field(default_factory=lambda: np.zeros((2, 1, 128), dtype=np.float32))
+    context: np.ndarray = field(default_factory=lambda: np.zeros(VAD_CONTEXT, dtype=np.float32))
+    remainder: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+
+
+class StreamingVAD:
+    """Speech probability per 32 ms window of a 16 kHz stream, fed in chunks of any size."""
+
+    def __init__(self) -> None:
+        self.state = VADState()
+        self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
+
+    def reset(self) -> None:
+        self.state = VADState()
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        """Scores for every whole window completed by this chunk (possibly none)."""
+        s = self.state
+        audio = np.concatenate([s.remainder, np.asarray(chunk, dtype=np.float32)])
+        n = len(audio) // VAD_WINDOW
+        probs = np.empty(n, dtype=np.float32)
+        sess = _session()
+        for i in range(n):
+            window = audio[i * VAD_WINDOW : (i + 1) * VAD_WINDOW]
+            x = np.concatenate([s.context, window])[None, :]
+            out, s.rnn = sess.run(None, {"input": x, "state": s.rnn, "sr": self._sr})
+            probs[i] = out[0, 0]
+            s.context = window[-VAD_CONTEXT:]
+        s.remainder = audio[n * VAD_WINDOW :]
+        return probs
+
+
+def vad_probabilities(audio: np.ndarray) -> np.ndarray:
+    """Speech probability of each whole 32 ms window of a 16 kHz signal."""
+    return StreamingVAD().process(audio)
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+def speech_segments(
+    probs: np.ndarray,
+    threshold: float = 0.5,
+    min_speech_s: float = 0.064,
+    frame_s: float = VAD_FRAME_S,
+) -> list[Segment]:
+    """Runs of windows scoring at least threshold, as (start, end) seconds.
+
+    Runs shorter than min_speech_s are dropped as clicks; joining runs across
+    short silences is the caller's business (IPUs do it at 200 ms).
+    """
+    active = np.asarray(probs) >= threshold
+    segments: list[Segment] = []
+    start = None
+    for i, a in enumerate(active):
+        if a and start is None:
+            start = i
+        elif not a and start is not None:
+            segments.append(Segment(start * frame_s, i * frame_s))
+            start = None
+    if start is not None:
+        segments.append(Segment(start * frame_s, len(active) * frame_s))
+    return [s for s in segments if s.duration >= min_speech_s - 1e-9]
+
+
+class SpeechGate:
+    """Hysteresis on top of streaming VAD scores: speech starts after `onset_s`
+    of windows above threshold and ends after `hangover_s` below it.
+
+    Used for the protocol's user.speech.* events and the baseline's end-pointing.
+    """
+
+    def __init__(self, threshold: float = 0.5, onset_s: float = 0.064, hangover_s: float = 0.2):
+        self.threshold = threshold
+        self.onset_windows = max(1, round(onset_s / VAD_FRAME_S))
+        self.hangover_windows = max(1, round(hangover_s / VAD_FRAME_S))
+        self.speaking = False
+        self._run = 0
+        self.silence_windows = 0
+        """Consecutive windows below threshold so far (for end-of-turn timeouts)."""
+
+    def update(self, probs: np.ndarray) -> list[str]:
+        """Feed window scores; returns the transitions, each "started" or "stopped"."""
+        events = []
+        for p in probs:
+            above = p >= self.threshold
+            self.silence_windows = 0 if above else self.silence_windows + 1
+            if self.speaking:
+                self._run = 0 if above else self._run + 1
+                if self._run >= self.hangover_windows:
+                    self.speaking, self._run = False, 0
+                    events.append("stopped")
+            else:
+                self._run = self._run + 1 if above else 0
+                if self._run >= self.onset_windows:
+                    self.speaking, self._run = True, 0
+                    events.append("started")
+        return events
