@@ -1,0 +1,25 @@
+"""Choosing an agent by name: what `--model` means on every command.
+
+"baseline" is the cascaded half-duplex baseline (duplex/baseline.py); learned
+models are selected by the path of their checkpoint folder.
+"""
+
+from __future__ import annotations
+
+from duplex.agent import Agent
+
+AGENT_CHOICES = ("baseline",)
+DEFAULT_MODEL = "baseline"
+
+
+class UnknownModelError(Exception):
+    """--model names nothing we can load."""
+
+
+def load_agent(model: str, virtual_clock: bool, fixed_latency_s: float | None = None) -> Agent:
+    """The agent for a --model value, set up for the given clock."""
+    if model == "baseline":
+        from duplex.baseline import CascadedBaseline
+
+        return CascadedBaseline(virtual_clock=virtual_clock, fixed_latency_s=fixed_latency_s)
+    raise UnknownModelError(f"unknown model {model!r}: choose one of {', '.join(AGENT_CHOICES)}")

@@ -1,0 +1,216 @@
+"""The cascaded half-duplex baseline: VAD end-pointing -> Whisper ASR -> responder -> espeak-ng TTS.
+
+This is the design most voice stacks ship, and the reference every learned
+model is measured against; it is not the product's model. Per session it is
+a small state machine:
+
+    LISTENING --user speech--> USER_TURN --silence >= end_of_turn_s--> THINKING
+    THINKING --ASR+responder+TTS done--> SPEAKING --audio played--> LISTENING
+    SPEAKING --user speech >= barge_in_s--> USER_TURN (interrupted)
+    THINKING --user speaks again--> USER_TURN (the pending answer is dropped)
+
+ASR, the responder and TTS run as one job on an `Offloader`, off the tick
+loop: on the wall clock ticks keep time while they work; on the virtual clock
+their result lands at the tick their measured compute would have reached, so
+`duplex respond` shows the latency a real user would meet.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from audio.asr import transcribe
+from audio.tts import Voice, synthesize
+from audio.vad import VAD_FRAME_S, SpeechGate, StreamingVAD
+from clock.offload import Job, Offloader
+from duplex.agent import Agent, AgentState
+from duplex.responder import EchoResponder, Responder
+
+PRE_ROLL_S = 0.3
+"""Audio kept from before the detected onset, so ASR hears the first phoneme."""
+
+
+class Mode(enum.Enum):
+    LISTENING = "listening"
+    USER_TURN = "user_turn"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+
+
+@dataclass
+class Utterance:
+    """What the agent is saying now: its text, audio, and how much has played."""
+
+    text: str
+    audio: np.ndarray
+    played: int = 0
+    say_id: str | None = None
+
+    def spoken_text(self) -> str:
+        """The words said so far, estimated by the share of audio played (espeak speaks at a steady rate)."""
+        words = self.text.split()
+        share = self.played / max(1, len(self.audio))
+        return " ".join(words[: int(round(share * len(words)))])
+
+
+@dataclass
+class BaselineState(AgentState):
+    mode: Mode = Mode.LISTENING
+    vad: StreamingVAD = field(default_factory=StreamingVAD)
+    gate: SpeechGate = field(default_factory=SpeechGate)
+    history: list[np.ndarray] = field(default_factory=list)
+    turn: list[np.ndarray] = field(default_factory=list)
+    job: Job | None = None
+    pending_say: tuple[str, str] | None = None
+    """The (text, id) of an agent.say whose audio is being prepared."""
+    utterance: Utterance | None = None
+    say_queue: list[tuple[str, str]] = field(default_factory=list)
+    overlap_windows: int = 0
+
+
+class CascadedBaseline(Agent):
+    name = "baseline"
+    can_say = True
+
+    def __init__(
+        self,
+        virtual_clock: bool,
+        responder: Responder | None = None,
+        voice: Voice = Voice("en-us", "m3", speed=175),
+        end_of_turn_s: float = 0.5,
+        barge_in_s: float = 0.15,
+        fixed_latency_s: float | None = None,
+    ):
+        self.responder = responder or EchoResponder()
+        self.voice = voice
+        self.end_of_turn_windows = max(1, round(end_of_turn_s / VAD_FRAME_S))
+        self.barge_in_windows = max(1, round(barge_in_s / VAD_FRAME_S))
+        self.offloader = Offloader(virtual_clock, self.tick_ms / 1000.0, fixed_latency_s=fixed_latency_s)
+        self._pre_roll_ticks = max(1, round(PRE_ROLL_S * 1000 / self.tick_ms))
+
+    def new_state(self, seed: int = 0) -> BaselineState:
+        return BaselineState(seed=seed)
+
+    def drop(self, state: AgentState) -> None:
+        if isinstance(state, BaselineState) and state.job is not None:
+            state.job.future.cancel()
+
+    def close(self) -> None:
+        self.offloader.close()
+
+    def say(self, state: AgentState, text: str, say_id: str) -> None:
+        state.say_queue.append((text, say_id))
+
+    # -- the tick ------------------------------------------------------------
+
+    def step(self, states: Sequence[AgentState], listen: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(listen)
+        for i, state in enumerate(states):
+            out[i] = self._step_one(state, listen[i])
+            state.tick += 1
+        return out
+
+    def _step_one(self, s: BaselineState, listen: np.ndarray) -> np.ndarray:
+        probs = s.vad.process(listen)
+        s.gate.update(probs)
+        s.history = (s.history + [listen])[-self._pre_roll_ticks :]
+        user_active = s.gate.speaking
+        s.interrupted = False
+
+        if s.mode is Mode.SPEAKING:
+            s.overlap_windows = s.overlap_windows + int(np.sum(probs >= s.gate.threshold)) if user_active else 0
+            if s.overlap_windows >= self.barge_in_windows:
+                self._finish_utterance(s, interrupted=True)
+                s.mode, s.turn = Mode.USER_TURN, list(s.history)
+                return self._silence(s)
+            return self._play(s)
+
+        if s.mode is Mode.THINKING:
+            if user_active:  # the user was not done: keep listening, drop the pending answer
+                s.job.future.cancel()
+                if s.pending_say is not None:  # say it after this user turn instead
+                    s.say_queue.insert(0, s.pending_say)
+                s.job, s.pending_say = None, None
+                s.mode = Mode.USER_TURN
+            else:
+                ready, result = self.offloader.poll(s.job, s.tick)
+                if ready:
+                    text, audio, heard = result
+                    if heard:
+                        s.events.append({"type": "user.transcript", "text": heard})
+                    s.job = None
+                    if len(audio):
+                        s.utterance = Utterance(text, audio, say_id=s.pending_say[1] if s.pending_say else None)
+                        s.pending_say = None
+                        s.events.append({"type": "agent.transcript.delta", "text": text})
+                        s.mode = Mode.SPEAKING
+                        return self._play(s)
+                    self._finish_say_without_audio(s)
+                    s.mode = Mode.LISTENING
+                return self._silence(s)
+
+        if s.mode is Mode.USER_TURN:
+            s.turn.append(listen)
+            if not user_active and s.gate.silence_windows >= self.end_of_turn_windows:
+                audio = np.concatenate(s.turn)
+                s.turn = []
+                s.job = self.offloader.submit(lambda: self._answer(audio), s.tick)
+                s.mode = Mode.THINKING
+            return self._silence(s)
+
+        # LISTENING
+        if user_active:
+            s.mode, s.turn = Mode.USER_TURN, list(s.history)
+        elif s.say_queue:
+            s.pending_say = s.say_queue.pop(0)
+            text = s.pending_say[0]
+            s.job = self.offloader.submit(lambda: (text, self._speak(text), ""), s.tick)
+            s.mode = Mode.THINKING
+        return self._silence(s)
+
+    # -- jobs (run off the tick loop) -----------------------------------------
+
+    def _answer(self, audio: np.ndarray) -> tuple[str, np.ndarray, str]:
+        heard, _ = transcribe(audio)
+        reply = self.responder.respond(heard) if heard else None
+        return (reply or "", self._speak(reply) if reply else np.zeros(0, np.float32), heard)
+
+    def _speak(self, text: str) -> np.ndarray:
+        return synthesize(text, self.voice, self.sample_rate) * 0.9
+
+    # -- output helpers -------------------------------------------------------
+
+    def _silence(self, s: BaselineState) -> np.ndarray:
+        s.speaking = False
+        return np.zeros(self.tick_samples, dtype=np.float32)
+
+    def _play(self, s: BaselineState) -> np.ndarray:
+        u = s.utterance
+        chunk = u.audio[u.played : u.played + self.tick_samples]
+        u.played += len(chunk)
+        out = np.zeros(self.tick_samples, dtype=np.float32)
+        out[: len(chunk)] = chunk
+        s.speaking = True
+        if u.played >= len(u.audio):
+            self._finish_utterance(s, interrupted=False)
+            s.speaking = True  # this last slice still holds speech; the stop shows next tick
+        return out
+
+    def _finish_utterance(self, s: BaselineState, interrupted: bool) -> None:
+        u = s.utterance
+        s.utterance, s.mode, s.overlap_windows = None, Mode.LISTENING, 0
+        s.interrupted = interrupted
+        s.speaking = False
+        if u is not None and u.say_id is not None:
+            s.events.append(
+                {"type": "agent.say.done", "id": u.say_id, "interrupted": interrupted, "spoken_text": u.spoken_text()}
+            )
+
+    def _finish_say_without_audio(self, s: BaselineState) -> None:
+        if s.pending_say is not None:
+            s.events.append({"type": "agent.say.done", "id": s.pending_say[1], "interrupted": False, "spoken_text": ""})
+        s.pending_say = None
