@@ -143,3 +143,47 @@ class SpeechGate:
                     self.speaking, self._run = True, 0
                     events.append("started")
         return events
+
+
+REFINE_HOP_S = 0.01
+
+
+def refine_segments(segments: list[Segment], audio: np.ndarray, reach_s: float = 0.15) -> list[Segment]:
+    """Snap VAD segment edges to where the signal's energy actually rises and falls.
+
+    Silero's scores lag the audio (onsets by ~1 window, offsets by 2-3), which
+    biases gaps short and overlaps long by tens of ms. Within `reach_s` of each
+    edge, the edge moves to the first (last) 10 ms hop louder than the larger
+    of 40 dB below the segment's peak and 6 dB above the channel's noise floor,
+    so measured edges are accurate to about a hop on clean and noisy speech.
+    """
+    if not segments:
+        return []
+    hop = int(REFINE_HOP_S * SAMPLE_RATE)
+    n = len(audio) // hop
+    frames = np.asarray(audio[: n * hop], dtype=np.float64).reshape(n, hop)
+    energy_db = 10.0 * np.log10(np.mean(frames**2, axis=1) + 1e-10)
+    floor_db = np.percentile(energy_db, 10)
+    reach = int(round(reach_s / REFINE_HOP_S))
+    out = []
+    for seg in segments:
+        a, b = int(seg.start / REFINE_HOP_S), min(n, int(np.ceil(seg.end / REFINE_HOP_S)))
+        if b <= a:
+            out.append(seg)
+            continue
+        level = max(energy_db[a:b].max() - 40.0, floor_db + 6.0)
+        lo, hi = max(0, a - reach), min(n, b + reach)
+        loud = np.flatnonzero(energy_db[lo:hi] > level) + lo
+        start_candidates = loud[loud < a + reach]
+        end_candidates = loud[loud >= b - reach]
+        start = start_candidates[0] if len(start_candidates) else a
+        end = end_candidates[-1] + 1 if len(end_candidates) else b
+        out.append(Segment(start * REFINE_HOP_S, end * REFINE_HOP_S))
+    # refinement may make neighbours touch; keep them ordered and disjoint
+    merged: list[Segment] = []
+    for seg in out:
+        if merged and seg.start <= merged[-1].end:
+            merged[-1] = Segment(merged[-1].start, max(merged[-1].end, seg.end))
+        else:
+            merged.append(seg)
+    return merged

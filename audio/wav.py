@@ -66,6 +66,7 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> N
     os.close(fd)
     try:
         sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual mode
         os.replace(tmp, path)
     except BaseException as exc:
         if os.path.exists(tmp):
@@ -73,6 +74,12 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> N
         if isinstance(exc, OSError):
             raise AudioError(f"{path}: cannot write ({exc.strerror})") from None
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _first_line(exc: BaseException) -> str:

@@ -3,7 +3,8 @@
 Input: a two-channel signal in the dialogue convention (channel 0 the agent,
 channel 1 the user). Everything is measured from the audio alone:
 
-1. Silero VAD per channel gives speech frames (32 ms).
+1. Silero VAD per channel gives speech segments (32 ms windows), whose edges
+   are then snapped to the signal's energy (10 ms hops; see refine_segments).
 2. IPUs (inter-pausal units): speech segments of one channel joined across
    silences shorter than 200 ms.
 3. On the joint timeline, every stretch where both channels are active is an
@@ -35,7 +36,7 @@ import numpy as np
 
 from audio.frames import SAMPLE_RATE
 from audio.resample import resample
-from audio.vad import VAD_FRAME_S, Segment, speech_segments, vad_probabilities
+from audio.vad import REFINE_HOP_S, Segment, refine_segments, speech_segments, vad_probabilities
 from audio.wav import AudioError, read_wav
 
 IPU_JOIN_S = 0.2
@@ -65,8 +66,9 @@ def ipus(segments: list[Segment], join_s: float = IPU_JOIN_S, speaker: int = -1)
 
 
 def channel_ipus(audio: np.ndarray, speaker: int, threshold: float = 0.5) -> list[Interval]:
-    """IPUs of one 16 kHz channel."""
-    return ipus(speech_segments(vad_probabilities(audio), threshold), speaker=speaker)
+    """IPUs of one 16 kHz channel (VAD segments with energy-refined edges, joined)."""
+    segments = refine_segments(speech_segments(vad_probabilities(audio), threshold), audio)
+    return ipus(segments, speaker=speaker)
 
 
 def _mask(intervals: list[Interval], n_frames: int, frame_s: float) -> np.ndarray:
@@ -89,15 +91,18 @@ class TurnTaking:
     overlaps: list[Interval]
 
 
-def turn_taking(agent_ipus: list[Interval], user_ipus: list[Interval], duration: float, frame_s: float = VAD_FRAME_S) -> TurnTaking:
+def turn_taking(
+    agent_ipus: list[Interval], user_ipus: list[Interval], duration: float, frame_s: float = REFINE_HOP_S
+) -> TurnTaking:
     n = int(np.ceil(duration / frame_s)) + 1
     a, u = _mask(agent_ipus, n, frame_s), _mask(user_ipus, n, frame_s)
     overlaps = [Interval(s, e) for s, e in _runs(a & u, frame_s)]
     all_ipus = sorted(agent_ipus + user_ipus, key=lambda iv: (iv.start, iv.end))
     pauses, gaps = [], []
     for start, end in _runs(~(a | u), frame_s):
-        before = [iv for iv in all_ipus if iv.end <= start + 1e-9]
-        after = [iv for iv in all_ipus if iv.start >= end - 1e-9]
+        # run edges sit on the frame grid, IPU edges need not: allow one frame of rounding
+        before = [iv for iv in all_ipus if iv.end <= start + frame_s]
+        after = [iv for iv in all_ipus if iv.start >= end - frame_s]
         if not before or not after:
             continue  # leading or trailing silence
         last = max(before, key=lambda iv: iv.end)

@@ -1,0 +1,36 @@
+"""Shared test helpers: speech made with espeak-ng, trimmed to its audible extent,
+so that tests know exactly where speech starts and ends."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audio.frames import SAMPLE_RATE
+from audio.tts import Voice, synthesize
+
+
+def trimmed_speech(text: str, voice: Voice = Voice("en-us", "m1")) -> np.ndarray:
+    audio = synthesize(text, voice)
+    loud = np.flatnonzero(np.abs(audio) > 0.01)
+    return audio[loud[0] : loud[-1] + 1]
+
+
+def place(length_s: float, *parts: tuple[float, np.ndarray]) -> np.ndarray:
+    """A silent signal of length_s with each (start_s, audio) part added at its start."""
+    out = np.zeros(int(length_s * SAMPLE_RATE), dtype=np.float32)
+    for start, audio in parts:
+        i = int(start * SAMPLE_RATE)
+        out[i : i + len(audio)] += audio[: len(out) - i]
+    return out
+
+
+@pytest.fixture(scope="session")
+def speech():
+    """A few cached utterances: name -> trimmed 16 kHz audio."""
+    return {
+        "question": trimmed_speech("what is the capital of france"),
+        "answer": trimmed_speech("the capital of france is paris", Voice("en-us", "f2")),
+        "short": trimmed_speech("hello there", Voice("en-us", "f2")),
+        "long": trimmed_speech("one two three four five six seven eight nine ten", Voice("en-us", "f2")),
+    }
