@@ -17,6 +17,7 @@ import sys
 COMMAND_MODULES = [
     "duplex.respond",
     "duplex.metrics",
+    "training.train_cli",
 ]
 
 OUR_PACKAGES = {"duplex", "audio", "models", "clock", "training"}

@@ -1,0 +1,225 @@
+"""The streaming neural audio codec: what the agent speaks, as discrete tokens.
+
+An EnCodec-style causal autoencoder at 16 kHz (the `encodec` package's SEANet
+encoder and decoder, causal, zero-padded) with residual vector quantisation
+(models/rvq.py). Its default hop is 1280 samples, so one codec frame is one
+80 ms tick: 8 codebooks x 1024 entries at 12.5 Hz = 8 tokens per tick, 1.0 kbps.
+
+Offline:   codes = codec.encode(wav)            (B, samples) -> (B, n_q, frames)
+           wav = codec.decode(codes)            (B, n_q, frames) -> (B, frames*hop)
+Streaming: state = codec.new_decode_state(B)
+           audio, state = codec.decode_step(codes_t, state)   (B, n_q) -> (B, hop)
+           (and new_encode_state / encode_step the other way).
+A stream fed tick by tick equals the offline result on the same audio.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import torch
+from encodec.modules import SEANetDecoder, SEANetEncoder
+from torch import nn
+
+from audio.frames import SAMPLE_RATE
+from models.checkpoint import config_from_dict, config_to_dict, load_weights, read_pretrained, save_pretrained
+from models.rvq import ResidualVQ
+from models.streaming_seanet import State, StreamingPart, streaming, zero_state
+
+MODEL_TYPE = "duplex-codec"
+
+
+class CodecInputError(ValueError):
+    """Audio the codec cannot take (wrong rate, wrong shape); one line for the user."""
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Hyper-parameters of a codec; stored as its config.json."""
+
+    sample_rate: int = SAMPLE_RATE
+    ratios: tuple[int, ...] = (8, 8, 5, 4)  # decoder order (upsampling); hop = product
+    n_filters: int = 16
+    dimension: int = 128
+    n_residual_layers: int = 1
+    lstm_layers: int = 2
+    n_q: int = 8
+    codebook_size: int = 1024
+    codebook_decay: float = 0.99
+    dead_code_fraction: float = 0.03
+
+    @property
+    def hop(self) -> int:
+        return int(np.prod(self.ratios))
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second of the token stream."""
+        return self.n_q * np.log2(self.codebook_size) * self.frame_rate
+
+
+@dataclass
+class CodecStreamState:
+    """What one direction of the codec remembers between ticks, for a batch of sessions.
+
+    `tensors` are batch-first; `reset(rows)` clears chosen sessions, so that a
+    batch slot can be handed to a new session without touching the others.
+    """
+
+    tensors: State
+    batch: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.batch = self.tensors[0].shape[0] if self.tensors else 0
+
+    def reset(self, rows: torch.Tensor | list[int] | None = None) -> None:
+        for t in self.tensors:
+            if rows is None:
+                t.zero_()
+            else:
+                t[rows] = 0
+
+
+@dataclass
+class CodecOutput:
+    """One training forward: reconstruction, codes and commitment loss."""
+
+    audio: torch.Tensor
+    codes: torch.Tensor | None
+    commitment: torch.Tensor
+
+
+class Codec(nn.Module):
+    def __init__(self, config: CodecConfig = CodecConfig()):
+        super().__init__()
+        self.config = config
+        seanet = dict(
+            channels=1,
+            dimension=config.dimension,
+            n_filters=config.n_filters,
+            n_residual_layers=config.n_residual_layers,
+            ratios=list(config.ratios),
+            causal=True,
+            pad_mode="constant",
+            true_skip=True,
+            lstm=config.lstm_layers,
+        )
+        with warnings.catch_warnings():  # encodec uses the older weight_norm API; it works the same
+            warnings.simplefilter("ignore", FutureWarning)
+            self.encoder = SEANetEncoder(**seanet)
+            self.decoder = SEANetDecoder(**seanet)
+        self.quantizer = ResidualVQ(
+            config.dimension, config.n_q, config.codebook_size, config.codebook_decay, config.dead_code_fraction
+        )
+
+    @property
+    def hop(self) -> int:
+        return self.config.hop
+
+    # --- training -----------------------------------------------------------------------------
+
+    def forward(self, wav: torch.Tensor, n_q: int | None = None, quantize: bool = True) -> CodecOutput:
+        """Reconstruct wav (B, samples), samples a multiple of the hop.
+
+        quantize=False bypasses the quantiser (warm-up of the autoencoder);
+        n_q < config.n_q uses only the first codebooks (quantiser dropout).
+        """
+        z = self.encoder(self._check_wav(wav)[:, None])
+        if quantize:
+            z, codes, commitment = self.quantizer(z, n_q)
+        else:
+            codes, commitment = None, z.new_zeros(())
+        return CodecOutput(self.decoder(z)[:, 0], codes, commitment)
+
+    # --- offline --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, wav: torch.Tensor) -> torch.Tensor:
+        """Codes (B, n_q, frames) of wav (B, samples); the end is zero-padded to a whole frame."""
+        wav = self._check_wav(wav, pad=True)
+        return self.quantizer.encode(self.encoder(wav[:, None]))
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Audio (B, frames * hop) from codes (B, n_q, frames)."""
+        self._check_codes(codes)
+        return self.decoder(self.quantizer.decode(codes))[:, 0]
+
+    # --- streaming ------------------------------------------------------------------------------
+
+    @cached_property
+    def streaming_encoder(self) -> StreamingPart:
+        return streaming(self.encoder.model)
+
+    @cached_property
+    def streaming_decoder(self) -> StreamingPart:
+        return streaming(self.decoder.model)
+
+    def new_encode_state(self, batch: int) -> CodecStreamState:
+        return CodecStreamState(zero_state(self.streaming_encoder, batch, self._device))
+
+    def new_decode_state(self, batch: int) -> CodecStreamState:
+        return CodecStreamState(zero_state(self.streaming_decoder, batch, self._device))
+
+    @torch.no_grad()
+    def encode_step(self, audio: torch.Tensor, state: CodecStreamState) -> tuple[torch.Tensor, CodecStreamState]:
+        """Codes (B, n_q) of one frame of audio (B, hop)."""
+        if audio.ndim != 2 or audio.shape[1] != self.hop:
+            raise CodecInputError(f"encode_step takes (batch, {self.hop}) audio, got {tuple(audio.shape)}")
+        z, tensors = self.streaming_encoder(audio[:, None], state.tensors)
+        return self.quantizer.encode(z)[:, :, 0], CodecStreamState(tensors)
+
+    @torch.no_grad()
+    def decode_step(self, codes: torch.Tensor, state: CodecStreamState) -> tuple[torch.Tensor, CodecStreamState]:
+        """One frame of audio (B, hop) from codes (B, n_q)."""
+        self._check_codes(codes[:, :, None])
+        audio, tensors = self.streaming_decoder(self.quantizer.decode(codes[:, :, None]), state.tensors)
+        return audio[:, 0], CodecStreamState(tensors)
+
+    # --- checks ---------------------------------------------------------------------------------
+
+    @property
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _check_wav(self, wav: torch.Tensor, pad: bool = False) -> torch.Tensor:
+        if wav.ndim != 2:
+            raise CodecInputError(f"the codec takes (batch, samples) audio, got shape {tuple(wav.shape)}")
+        extra = (-wav.shape[1]) % self.hop
+        if extra and not pad:
+            raise CodecInputError(f"{wav.shape[1]} samples is not a whole number of {self.hop}-sample frames")
+        return torch.nn.functional.pad(wav, (0, extra)) if extra else wav
+
+    def _check_codes(self, codes: torch.Tensor) -> None:
+        if codes.ndim != 3 or codes.shape[1] > self.config.n_q:
+            raise CodecInputError(f"codes must be (batch, <= {self.config.n_q}, frames), got {tuple(codes.shape)}")
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.config.codebook_size):
+            raise CodecInputError(f"codes must lie in [0, {self.config.codebook_size})")
+
+
+def check_sample_rate(sample_rate: int, config: CodecConfig) -> None:
+    """Refuse audio at another rate (resample at the edges: audio/resample.py)."""
+    if sample_rate != config.sample_rate:
+        raise CodecInputError(
+            f"the codec takes {config.sample_rate} Hz audio, got {sample_rate} Hz (resample it first)"
+        )
+
+
+def save_codec(codec: Codec, folder: str | os.PathLike) -> None:
+    save_pretrained(folder, config_to_dict(codec.config, MODEL_TYPE), codec)
+
+
+def load_codec(folder: str | os.PathLike) -> Codec:
+    """A codec from a checkpoint folder, in eval mode."""
+    data, weights = read_pretrained(folder)
+    codec = Codec(config_from_dict(CodecConfig, data, MODEL_TYPE, str(folder)))
+    load_weights(codec, weights, str(folder))
+    return codec.eval()

@@ -1,0 +1,114 @@
+"""The streaming codec: frame alignment to ticks, streaming == offline, checkpoints, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from audio.frames import SAMPLE_RATE, TICK_SAMPLES
+from models.checkpoint import CheckpointError, save_pretrained
+from models.codec import Codec, CodecConfig, CodecInputError, check_sample_rate, load_codec, save_codec
+from training.codec_stage import TINY
+
+TINY_CODEC = TINY.codec
+
+
+@pytest.fixture(scope="module")
+def codec() -> Codec:
+    """A tiny codec with random weights and codebooks k-means-initialised on noise."""
+    torch.manual_seed(0)
+    model = Codec(TINY_CODEC).eval()
+    with torch.no_grad():
+        model.quantizer.init_from(model.encoder(torch.randn(2, 1, 8 * TICK_SAMPLES) * 0.1), iters=3, rows_per_step=16)
+    return model
+
+
+def signal(frames: int, batch: int = 2) -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randn(batch, frames * TICK_SAMPLES) * 0.1
+
+
+def test_default_codec_fits_the_token_budget():
+    config = CodecConfig()
+    assert config.hop == TICK_SAMPLES  # one codec frame per 80 ms tick
+    assert config.n_q <= 16 and config.bitrate <= 1500
+    assert config.frame_rate == 12.5
+
+
+def test_shapes_are_aligned_to_ticks(codec):
+    wav = signal(5)
+    codes = codec.encode(wav)
+    assert codes.shape == (2, TINY_CODEC.n_q, 5) and codes.dtype == torch.long
+    assert codec.decode(codes).shape == (2, 5 * TICK_SAMPLES)
+    # a partial last tick is zero-padded to a whole frame
+    assert codec.encode(wav[:, : 4 * TICK_SAMPLES + 1]).shape[2] == 5
+    assert torch.equal(codec.encode(wav[:, : 4 * TICK_SAMPLES + 1]), codec.encode(torch.nn.functional.pad(wav[:, : 4 * TICK_SAMPLES + 1], (0, TICK_SAMPLES - 1))))
+
+
+def test_streaming_decode_equals_offline(codec):
+    codes = codec.encode(signal(7))
+    offline = codec.decode(codes)
+    state = codec.new_decode_state(2)
+    ticks = []
+    for t in range(codes.shape[2]):
+        audio, state = codec.decode_step(codes[:, :, t], state)
+        ticks.append(audio)
+    assert torch.allclose(torch.cat(ticks, dim=1), offline, atol=1e-5)
+
+
+def test_streaming_encode_equals_offline(codec):
+    wav = signal(7)
+    state = codec.new_encode_state(2)
+    codes = []
+    for t in range(7):
+        c, state = codec.encode_step(wav[:, t * TICK_SAMPLES : (t + 1) * TICK_SAMPLES], state)
+        codes.append(c)
+    assert torch.equal(torch.stack(codes, dim=2), codec.encode(wav))
+
+
+def test_resetting_one_session_leaves_the_others(codec):
+    codes = codec.encode(signal(3))
+    state = codec.new_decode_state(2)
+    for t in range(2):
+        _, state = codec.decode_step(codes[:, :, t], state)
+    state.reset([0])
+    out, _ = codec.decode_step(codes[:, :, 2], state)
+    fresh, _ = codec.decode_step(codes[:1, :, 2], codec.new_decode_state(1))
+    carried = codec.decode(codes[1:])[:, 2 * TICK_SAMPLES :]
+    assert torch.allclose(out[:1], fresh, atol=1e-6)
+    assert torch.allclose(out[1:], carried, atol=1e-5)
+
+
+def test_fewer_codebooks_decode(codec):
+    codes = codec.encode(signal(2))
+    assert codec.decode(codes[:, :1]).shape == (2, 2 * TICK_SAMPLES)
+
+
+def test_checkpoint_round_trip(codec, tmp_path):
+    save_codec(codec, tmp_path / "codec")
+    loaded = load_codec(tmp_path / "codec")
+    assert loaded.config == codec.config
+    wav = signal(3)
+    assert torch.equal(loaded.encode(wav), codec.encode(wav))
+    assert torch.equal(loaded.decode(codec.encode(wav)), codec.decode(codec.encode(wav)))
+
+
+def test_checkpoint_of_another_config_is_refused(codec, tmp_path):
+    wrong = {"model_type": "duplex-codec", **{**TINY_CODEC.__dict__, "dimension": 8, "ratios": list(TINY_CODEC.ratios)}}
+    save_pretrained(tmp_path / "codec", wrong, codec)
+    with pytest.raises(CheckpointError, match="do not match the config"):
+        load_codec(tmp_path / "codec")
+
+
+def test_bad_input_is_refused(codec):
+    with pytest.raises(CodecInputError, match="batch, samples"):
+        codec.encode(torch.zeros(TICK_SAMPLES))
+    with pytest.raises(CodecInputError, match="whole number"):
+        codec(torch.zeros(1, TICK_SAMPLES + 3))
+    with pytest.raises(CodecInputError, match="codes must lie"):
+        codec.decode(torch.full((1, TINY_CODEC.n_q, 2), TINY_CODEC.codebook_size))
+    with pytest.raises(CodecInputError, match=str(TICK_SAMPLES)):
+        codec.encode_step(torch.zeros(1, 100), codec.new_encode_state(1))
+    with pytest.raises(CodecInputError, match="44100 Hz"):
+        check_sample_rate(44100, TINY_CODEC)
+    check_sample_rate(SAMPLE_RATE, TINY_CODEC)

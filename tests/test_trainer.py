@@ -1,0 +1,98 @@
+"""The shared training loop: seeded, resumable to the bit, with run log, plot and atomic checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import pytest
+import torch
+
+from models.codec import load_codec
+from training.codec_stage import TINY, CodecStage
+from training.train_cli import TrainSettingsError, resolve_settings
+from training.trainer import TrainConfig, Trainer, learning_rate
+
+TINY_TRAIN = TrainConfig(steps=4, batch_size=2, lr_warmup_steps=1, log_every=1, checkpoint_every=2)
+
+
+def trainer(run_dir) -> Trainer:
+    return Trainer(CodecStage(TINY), TINY_TRAIN, run_dir, progress=False)
+
+
+def weights(t: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in t.model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """A tiny codec run of 4 steps, straight through (2 autoencoder steps, then quantised ones)."""
+    run = trainer(tmp_path_factory.mktemp("straight"))
+    run.run()
+    return run
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_after(step: int):
+    def on_step(done: int) -> None:
+        if done == step:
+            raise Killed
+
+    return on_step
+
+
+def test_resumed_run_equals_uninterrupted_run(uninterrupted, tmp_path):
+    first = trainer(tmp_path)
+    with pytest.raises(Killed):
+        first.run(on_step=kill_after(3))  # the last checkpoint is step 2
+    second = trainer(tmp_path)
+    assert second.resume() and second.step == 2
+    second.run()
+    straight, resumed = weights(uninterrupted), weights(second)
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+    assert [r["step"] for r in second.folder.read_log()] == [1, 2, 3, 4]
+    assert [r["loss"] for r in second.folder.read_log()] == [r["loss"] for r in uninterrupted.folder.read_log()]
+
+
+def test_run_folder_holds_log_plot_and_loadable_checkpoint(uninterrupted):
+    folder = uninterrupted.folder
+    assert folder.plot.stat().st_size > 0
+    latest = folder.latest()
+    assert latest.name == "step-0000004"
+    assert {"config.json", "model.safetensors", "optimizer.safetensors", "trainer_state.json"} <= {
+        p.name for p in latest.iterdir()
+    }
+    codec = load_codec(latest)  # a training checkpoint is a model checkpoint too
+    assert torch.equal(codec.state_dict()["quantizer.layers.0.embed"], uninterrupted.model.quantizer.layers[0].embed)
+    assert len(list(folder.checkpoints.glob("step-*"))) <= 2
+    assert not list(folder.checkpoints.glob(".*"))
+    assert "codes_used_q0" in folder.read_log()[-1]
+
+
+def test_learning_rate_warms_up_then_decays():
+    config = TrainConfig(steps=100, lr=1.0, lr_warmup_steps=10, min_lr_ratio=0.1)
+    assert learning_rate(config, 0) == pytest.approx(0.1)
+    assert learning_rate(config, 9) == pytest.approx(1.0)
+    assert learning_rate(config, 100) == pytest.approx(0.1)
+    assert learning_rate(config, 50) < learning_rate(config, 20)
+
+
+def cli_args(**given) -> argparse.Namespace:
+    base = {k: None for k in ("steps", "batch_size", "lr", "seed", "threads", "checkpoint_minutes", "checkpoint_every", "log_every", "preset")}
+    return argparse.Namespace(stage="codec", run_dir="run", **{**base, **given})
+
+
+def test_resume_keeps_stored_settings_and_refuses_contradictions():
+    stored = resolve_settings(cli_args(preset="tiny", batch_size=3), None)
+    assert stored["train"]["batch_size"] == 3 and stored["stage_config"]["seconds"] == TINY.seconds
+    assert resolve_settings(cli_args(), stored) == stored
+    assert resolve_settings(cli_args(steps=99, threads=2), stored)["train"]["steps"] == 99
+    with pytest.raises(TrainSettingsError, match="--batch-size 3"):
+        resolve_settings(cli_args(batch_size=4), stored)
+    with pytest.raises(TrainSettingsError, match="preset"):
+        resolve_settings(cli_args(preset="default"), stored)
+    with pytest.raises(TrainSettingsError, match="no preset"):
+        resolve_settings(cli_args(preset="huge"), None)

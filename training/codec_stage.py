@@ -1,0 +1,140 @@
+"""Training stage of the codec: `duplex train codec`.
+
+The recipe guards against the collapse a naive run showed on this machine
+(constant encoder output, one code per codebook, silence):
+
+1. Warm-up: the autoencoder trains without the quantiser for
+   `autoencoder_steps`, so the latent carries speech before it is discretised.
+2. At that step the codebooks are initialised by k-means on the encoder's
+   outputs over `kmeans_batches` fresh batches (models/rvq.py).
+3. Then the full codec trains: log-mel + spectral-convergence + small
+   waveform L1 losses, commitment weight 0.25, quantiser dropout (half of the
+   steps use a random number of codebooks, so the first ones carry the most),
+   EMA codebooks with dead-code restarts.
+
+At every checkpoint a held-out sentence in a held-out voice is resynthesised
+into `samples/` of the run folder, to listen to while it trains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from audio.frames import SAMPLE_RATE
+from audio.wav import write_wav
+from models.checkpoint import config_to_dict
+from models.codec import MODEL_TYPE, Codec, CodecConfig
+from training.spectral_loss import MultiScaleSpectralLoss
+from training.trainer import TrainConfig
+from training.speech_source import SpeechBatch, SpeechSource, SpeechSourceConfig
+
+
+@dataclass(frozen=True)
+class CodecStageConfig:
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    seconds: float = 2.56
+    noise_prob: float = 0.0
+    autoencoder_steps: int = 1000
+    kmeans_batches: int = 16
+    kmeans_iters: int = 20
+    commitment_weight: float = 0.25
+    quantizer_dropout: float = 0.5
+    waveform_weight: float = 0.1
+    data_seed: int = 0
+
+
+class CodecStage:
+    name = "codec"
+
+    def __init__(self, config: CodecStageConfig):
+        self.config = config
+        self.source = SpeechSource(
+            SpeechSourceConfig(seconds=config.seconds, seed=config.data_seed, noise_prob=config.noise_prob)
+        )
+        self.spectral = MultiScaleSpectralLoss(config.codec.sample_rate)
+
+    def build_model(self) -> nn.Module:
+        return Codec(self.config.codec)
+
+    def model_config(self) -> dict[str, Any]:
+        return config_to_dict(self.config.codec, MODEL_TYPE)
+
+    def batch(self, step: int, batch_size: int, rank: int, world_size: int) -> SpeechBatch:
+        return self.source.batch(step, batch_size, rank, world_size)
+
+    @torch.no_grad()
+    def before_step(self, model: nn.Module, step: int, batch_size: int, rank: int, world_size: int) -> None:
+        if step != self.config.autoencoder_steps:
+            return
+        init_source = SpeechSource(
+            SpeechSourceConfig(seconds=self.config.seconds, seed=self.config.data_seed + 1)
+        )
+        latents = [
+            model.encoder(init_source.batch(i, batch_size, rank, world_size).mixed[:, None])
+            for i in range(self.config.kmeans_batches)
+        ]
+        frames_per_example = self.source.samples // self.config.codec.hop
+        model.quantizer.init_from(
+            torch.cat(latents), self.config.kmeans_iters, rows_per_step=batch_size * world_size * frames_per_example
+        )
+
+    def loss(self, model: nn.Module, batch: SpeechBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.config
+        quantize = step >= cfg.autoencoder_steps
+        n_q = cfg.codec.n_q
+        if quantize and torch.rand(()) < cfg.quantizer_dropout:
+            n_q = int(torch.randint(1, cfg.codec.n_q + 1, ()))
+        device = next(model.parameters()).device
+        target = batch.mixed.to(device)
+        out = model(target, n_q=n_q, quantize=quantize)
+        spectral = self.spectral.to(device)(out.audio, target)
+        waveform = (out.audio - target).abs().mean()
+        loss = spectral["mel"] + spectral["stft"] + cfg.waveform_weight * waveform + cfg.commitment_weight * out.commitment
+        metrics = {"mel": spectral["mel"].item(), "stft": spectral["stft"].item(), "wave_l1": waveform.item()}
+        if out.codes is not None:
+            metrics["commit"] = out.commitment.item()
+            metrics["codes_used_q0"] = float(out.codes[:, 0].unique().numel())
+        return loss, metrics
+
+    def on_checkpoint(self, model: nn.Module, folder: Path, step: int) -> None:
+        """Write original | resynthesis of one held-out example to <run>/samples/step-N.wav."""
+        held = SpeechSource(SpeechSourceConfig(seconds=4.0, held_out=True))
+        clean, _ = held.example(0)
+        model.eval()
+        with torch.no_grad():
+            wav = torch.from_numpy(clean)[None].to(next(model.parameters()).device)
+            quantize = step > self.config.autoencoder_steps
+            resynth = model(wav[:, : len(clean) // model.hop * model.hop], quantize=quantize).audio[0].cpu().numpy()
+        model.train()
+        gap = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+        samples = folder.parent.parent / "samples"
+        samples.mkdir(exist_ok=True)
+        write_wav(samples / f"step-{step:07d}.wav", np.clip(np.concatenate([clean, gap, resynth]), -1, 1), SAMPLE_RATE)
+
+
+TINY = CodecStageConfig(
+    codec=CodecConfig(n_filters=4, dimension=16, lstm_layers=1, n_q=2, codebook_size=16),
+    seconds=0.64,
+    autoencoder_steps=2,
+    kmeans_batches=2,
+    kmeans_iters=2,
+)
+PRESETS: dict[str, tuple[CodecStageConfig, TrainConfig]] = {
+    "default": (
+        CodecStageConfig(),
+        TrainConfig(steps=30_000, batch_size=8, lr=5e-4, lr_warmup_steps=200, log_every=10, checkpoint_minutes=5),
+    ),
+    "tiny": (TINY, TrainConfig(steps=4, batch_size=2, lr_warmup_steps=1, log_every=1)),
+}
+"""Named (stage, optimisation) settings; `tiny` is for tests and smoke runs."""
+CONFIG_CLASS = CodecStageConfig
+
+
+def build_stage(config: CodecStageConfig) -> CodecStage:
+    return CodecStage(config)

@@ -1,0 +1,113 @@
+"""`duplex train STAGE`: train the codec or the listen encoder, resumably.
+
+    duplex train codec  --run-dir ~/.cache/duplex/runs/codec
+    duplex train listen --run-dir ~/.cache/duplex/runs/listen
+    torchrun --nproc-per-node 4 -m training.train_cli codec --run-dir RUN   (same run, 4 processes)
+
+A run folder remembers its settings (run.json). Running the same command
+again resumes from the latest checkpoint with those settings; options given
+again must agree with them, except the ones that do not change the result
+(threads, checkpoint and log intervals) and --steps, which may extend a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from models.checkpoint import build_dataclass, read_json, write_json
+from training import codec_stage
+from training.trainer import TrainConfig, Trainer
+
+STAGES: dict[str, ModuleType] = {"codec": codec_stage}
+"""Each stage module has PRESETS {name: (stage config, TrainConfig)}, CONFIG_CLASS and build_stage(config)."""
+
+FREE_TO_CHANGE = {"steps", "threads", "checkpoint_minutes", "checkpoint_every", "log_every"}
+TRAIN_FLAGS = ("steps", "batch_size", "lr", "seed", "threads", "checkpoint_minutes", "checkpoint_every", "log_every")
+
+
+class TrainSettingsError(Exception):
+    """Settings that contradict the run folder's; one line for the user."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train the codec or the listen encoder (resumable)", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stage", choices=sorted(STAGES))
+    p.add_argument("--run-dir", type=Path, help="run folder (default ~/.cache/duplex/runs/STAGE)")
+    p.add_argument("--preset", help="named settings of the stage: default or tiny (a seconds-long smoke run)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, help="torch threads per process (default 1)")
+    p.add_argument("--checkpoint-minutes", type=float)
+    p.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
+    p.add_argument("--log-every", type=int)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.set_defaults(func=run)
+
+
+def resolve_settings(args: argparse.Namespace, stored: dict[str, Any] | None) -> dict[str, Any]:
+    """run.json content: the stored settings, else the preset's, with the flags given on top."""
+    module = STAGES[args.stage]
+    given = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    if stored is None:
+        preset = args.preset or "default"
+        if preset not in module.PRESETS:
+            raise TrainSettingsError(f"stage {args.stage} has no preset {preset!r} (have {sorted(module.PRESETS)})")
+        stage_config, train_config = module.PRESETS[preset]
+        settings = {"stage": args.stage, "preset": preset, "stage_config": dataclasses.asdict(stage_config),
+                    "train": dataclasses.asdict(train_config)}
+        settings["train"].update(given)
+        return settings
+    if stored.get("stage") != args.stage:
+        raise TrainSettingsError(f"{args.run_dir} is a {stored.get('stage')!r} run, not {args.stage!r}")
+    if args.preset is not None and args.preset != stored.get("preset"):
+        raise TrainSettingsError(f"{args.run_dir} was started with preset {stored.get('preset')!r}; use a new --run-dir")
+    for key, value in given.items():
+        if key not in FREE_TO_CHANGE and value != stored["train"][key]:
+            raise TrainSettingsError(
+                f"{args.run_dir} was started with --{key.replace('_', '-')} {stored['train'][key]}; use a new --run-dir"
+            )
+    return {**stored, "train": {**stored["train"], **given}}
+
+
+def make_trainer(settings: dict[str, Any], run_dir: Path, progress: bool = True) -> Trainer:
+    module = STAGES[settings["stage"]]
+    where = str(run_dir / "run.json")
+    stage = module.build_stage(build_dataclass(module.CONFIG_CLASS, settings["stage_config"], where))
+    return Trainer(stage, build_dataclass(TrainConfig, settings["train"], where), run_dir, progress=progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir = (args.run_dir or Path("~/.cache/duplex/runs") / args.stage).expanduser()
+    settings_path = run_dir / "run.json"
+    stored = read_json(settings_path) if settings_path.exists() else None
+    settings = resolve_settings(args, stored)
+    trainer = make_trainer(settings, run_dir, progress=not args.no_progress)
+    if trainer.dist.is_main:
+        write_json(settings_path, settings)
+    resumed = trainer.resume()
+    if trainer.dist.is_main:
+        print(f"{'resuming' if resumed else 'starting'} {args.stage} run in {run_dir} at step {trainer.step}",
+              file=sys.stderr)
+    trainer.run()
+    if trainer.dist.is_main:
+        print(f"done: {trainer.folder.latest()}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m training.train_cli STAGE ...` (what torchrun launches) = `duplex train STAGE ...`."""
+    from duplex.cli import main as duplex_main
+
+    return duplex_main(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

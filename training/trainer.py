@@ -1,0 +1,316 @@
+"""The shared training loop: seeded, resumable, distributed-ready, with a log and a loss plot.
+
+A training *stage* (codec, listen encoder, ...) says what the model is, what
+step s's batch is and what the loss is; this loop does the rest the same way
+for every stage:
+
+- Determinism: the model is built under `seed`, and every step reseeds torch
+  from (seed, step, rank) while batches are pure functions of (step, rank).
+  Hence a run killed and resumed from a checkpoint continues exactly as the
+  uninterrupted run would have (no RNG or data-loader state to restore).
+- Checkpoints every `checkpoint_minutes` (and at the end): a folder
+  `checkpoints/step-NNNNNNN/` in the Hugging Face layout (config.json +
+  model.safetensors, loadable by the model's own loader) plus
+  optimizer.safetensors and trainer_state.json; written under a temporary
+  name, renamed, then `latest` is switched atomically. Older ones are pruned.
+- torchrun: with WORLD_SIZE > 1 the process group is initialised, the model
+  is wrapped in DistributedDataParallel and each rank draws its own batches;
+  rank 0 alone writes.
+- A tqdm progress bar, `log.jsonl` (one line per logged step) and `loss.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from models.checkpoint import (  # noqa: E402
+    CheckpointError,
+    atomic_path,
+    load_weights,
+    read_json,
+    read_tensors,
+    save_pretrained,
+    write_json,
+    write_tensors,
+)
+
+OPTIMIZER_NAME = "optimizer.safetensors"
+TRAINER_STATE_NAME = "trainer_state.json"
+KEEP_CHECKPOINTS = 2
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to optimise, independent of what is trained."""
+
+    steps: int = 1000
+    batch_size: int = 8
+    lr: float = 3e-4
+    lr_warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    betas: tuple[float, float] = (0.8, 0.99)
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_minutes: float = 5.0
+    checkpoint_every: int = 0  # steps; 0 = by time only
+    threads: int = 1
+
+
+class Stage(Protocol):
+    """What a stage provides to the loop."""
+
+    name: str
+
+    def build_model(self) -> nn.Module: ...
+
+    def model_config(self) -> dict[str, Any]:
+        """The model's config.json content."""
+        ...
+
+    def batch(self, step: int, batch_size: int, rank: int, world_size: int) -> Any: ...
+
+    def loss(self, model: nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Scalar loss to minimise and the figures to log; `model` may be DDP-wrapped."""
+        ...
+
+    def before_step(self, model: nn.Module, step: int, batch_size: int, rank: int, world_size: int) -> None:
+        """Hook run before the step's batch (e.g. codebook initialisation at a set step)."""
+        ...
+
+    def on_checkpoint(self, model: nn.Module, folder: Path, step: int) -> None:
+        """Hook run on rank 0 after a checkpoint is written (e.g. write audio samples)."""
+        ...
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to min_lr_ratio * lr at the last step."""
+    if step < config.lr_warmup_steps:
+        return config.lr * (step + 1) / config.lr_warmup_steps
+    span = max(1, config.steps - config.lr_warmup_steps)
+    progress = min(1.0, (step - config.lr_warmup_steps) / span)
+    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step) * 1009 + rank
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> Distributed:
+    """Join the torchrun process group when launched by torchrun, else a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed(device=torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        device, backend = torch.device("cuda", local_rank), "nccl"
+    else:
+        device, backend = torch.device("cpu"), "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device)
+
+
+# --- optimizer state as safetensors -----------------------------------------------------------
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Flatten an optimizer's per-parameter state to named tensors (no pickle)."""
+    out = {}
+    for index, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            out[f"{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return out
+
+
+def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    current = optimizer.state_dict()
+    optimizer.load_state_dict({"state": state, "param_groups": current["param_groups"]})
+
+
+# --- run folder --------------------------------------------------------------------------------
+
+
+class RunFolder:
+    """The files of one run: settings, log, plot and checkpoints."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser()
+        self.settings = self.root / "run.json"
+        self.log = self.root / "log.jsonl"
+        self.plot = self.root / "loss.png"
+        self.checkpoints = self.root / "checkpoints"
+        self.latest_pointer = self.root / "latest"
+
+    def latest(self) -> Path | None:
+        if not self.latest_pointer.exists():
+            return None
+        folder = self.checkpoints / self.latest_pointer.read_text().strip()
+        if not folder.is_dir():
+            raise CheckpointError(f"{self.latest_pointer} names {folder.name}, which does not exist")
+        return folder
+
+    def read_log(self) -> list[dict[str, float]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+    def truncate_log(self, last_step: int) -> None:
+        """Drop log lines written after the checkpoint being resumed (they will be redone)."""
+        kept = [row for row in self.read_log() if row["step"] <= last_step]
+        with atomic_path(self.log) as tmp:
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
+
+    def append_log(self, row: dict[str, float]) -> None:
+        with open(self.log, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def write_plot(self, title: str) -> None:
+        rows = self.read_log()
+        if not rows:
+            return
+        keys = [k for k in rows[-1] if k not in ("step", "lr", "seconds")]
+        fig, axes = plt.subplots(len(keys), 1, figsize=(8, 2.2 * len(keys)), sharex=True, squeeze=False)
+        for ax, key in zip(axes[:, 0], keys):
+            points = [(r["step"], r[key]) for r in rows if key in r]
+            ax.plot([p[0] for p in points], [p[1] for p in points], linewidth=0.8)
+            ax.set_ylabel(key, fontsize=8)
+            if all(p[1] > 0 for p in points):
+                ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+        axes[-1, 0].set_xlabel("step")
+        fig.suptitle(title)
+        fig.tight_layout()
+        with atomic_path(self.plot) as tmp:
+            fig.savefig(tmp, format="png", dpi=90)
+        plt.close(fig)
+
+
+class Trainer:
+    def __init__(self, stage: Stage, config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True):
+        self.stage, self.config, self.folder, self.progress = stage, config, RunFolder(run_dir), progress
+        self.dist = init_distributed()
+        torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.model = stage.build_model().to(self.dist.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+        )
+        self.wrapped: nn.Module = (
+            DistributedDataParallel(self.model) if self.dist.world_size > 1 else self.model
+        )
+        self.step = 0
+
+    # --- checkpoints ---
+
+    def resume(self) -> bool:
+        """Load the latest checkpoint of the run folder if there is one; True if resumed."""
+        folder = self.folder.latest()
+        if folder is None:
+            return False
+        load_weights(self.model, read_tensors(folder / "model.safetensors"), str(folder))
+        load_optimizer_tensors(self.optimizer, read_tensors(folder / OPTIMIZER_NAME))
+        self.step = int(read_json(folder / TRAINER_STATE_NAME)["step"])
+        if self.dist.is_main:
+            self.folder.truncate_log(self.step)
+        return True
+
+    def save_checkpoint(self) -> Path:
+        """Write checkpoint `step` (steps done so far) and point `latest` at it."""
+        name = f"step-{self.step:07d}"
+        final = self.folder.checkpoints / name
+        staging = self.folder.checkpoints / f".{name}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        save_pretrained(staging, self.stage.model_config(), self.model)
+        write_tensors(staging / OPTIMIZER_NAME, optimizer_tensors(self.optimizer))
+        write_json(staging / TRAINER_STATE_NAME, {"step": self.step, "stage": self.stage.name})
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+        with atomic_path(self.folder.latest_pointer) as tmp:
+            tmp.write_text(name + "\n")
+        for old in sorted(self.folder.checkpoints.glob("step-*"))[:-KEEP_CHECKPOINTS]:
+            shutil.rmtree(old, ignore_errors=True)
+        self.folder.write_plot(f"{self.stage.name}: {self.folder.root.name}")
+        self.stage.on_checkpoint(self.model, final, self.step)
+        return final
+
+    # --- the loop ---
+
+    def train_step(self, step: int) -> dict[str, float]:
+        cfg, d = self.config, self.dist
+        torch.manual_seed(step_seed(cfg.seed, step, d.rank))
+        self.model.train()
+        self.stage.before_step(self.model, step, cfg.batch_size, d.rank, d.world_size)
+        batch = self.stage.batch(step, cfg.batch_size, d.rank, d.world_size)
+        lr = learning_rate(cfg, step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss, metrics = self.stage.loss(self.wrapped, batch, step)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {step}: loss is {loss.item()}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        return {"loss": loss.item(), **metrics, "grad_norm": float(grad_norm), "lr": lr}
+
+    def run(self, on_step: Callable[[int], None] | None = None) -> None:
+        """Train from the current step to config.steps, checkpointing on the way."""
+        cfg, main = self.config, self.dist.is_main
+        if main:
+            self.folder.root.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=self.stage.name, disable=not (main and self.progress))
+        last_save, started = time.monotonic(), time.monotonic()
+        while self.step < cfg.steps:
+            metrics = self.train_step(self.step)
+            self.step += 1
+            bar.update(1)
+            if main and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
+                row = {"step": self.step, **metrics, "seconds": round(time.monotonic() - started, 1)}
+                self.folder.append_log(row)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k != "lr"}, refresh=False)
+            due_by_time = time.monotonic() - last_save >= cfg.checkpoint_minutes * 60
+            due_by_step = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
+            if main and (due_by_time or due_by_step or self.step == cfg.steps):
+                self.save_checkpoint()
+                last_save = time.monotonic()
+            if on_step is not None:
+                on_step(self.step)
+        bar.close()
+        if self.dist.world_size > 1:
+            dist.barrier()
