@@ -82,5 +82,14 @@ class Agent(ABC):
         """Speak text as the session's next turn; emits `agent.say.done` when it ends."""
         raise UnsupportedError(f"agent {self.name!r} cannot speak given text")
 
+    def predict_partner(self, states: Sequence[AgentState]) -> np.ndarray | None:
+        """The agent's prediction of each session's next partner slice, (B, tick_samples),
+        or None when it cannot predict (latency compensation then stands in silence)."""
+        return None
+
+    def revise_partner(self, state: AgentState, tick: int, audio: np.ndarray) -> None:
+        """The real partner slice of `tick` has arrived after a prediction stood in for it.
+        Agents that keep the partner's stream in their context replace it; others ignore it."""
+
     def close(self) -> None:
         """Release shared resources (worker threads)."""
