@@ -52,6 +52,8 @@ class Agent(ABC):
     sample_rate: int = SAMPLE_RATE
     can_say: bool = False
     """True when the agent can speak given text (PROTOCOL.md `agent.say`)."""
+    can_predict_partner: bool = False
+    """True when `predict_partner` gives real predictions (SyncLLM latency compensation)."""
 
     @property
     def tick_samples(self) -> int:
@@ -83,9 +85,9 @@ class Agent(ABC):
         raise UnsupportedError(f"agent {self.name!r} cannot speak given text")
 
     def predict_partner(self, states: Sequence[AgentState]) -> np.ndarray | None:
-        """The agent's prediction of each session's next partner slice, (B, tick_samples),
-        or None when it cannot predict (latency compensation then stands in silence)."""
-        return None
+        """The agent's prediction of each session's next partner slice, (B, tick_samples).
+        Only called when `can_predict_partner` is set."""
+        raise NotImplementedError
 
     def revise_partner(self, state: AgentState, tick: int, audio: np.ndarray) -> None:
         """The real partner slice of `tick` has arrived after a prediction stood in for it.

@@ -17,6 +17,7 @@ import sys
 COMMAND_MODULES = [
     "duplex.respond",
     "duplex.metrics",
+    "duplex.simulate_cli",
     "training.train_cli",
 ]
 

@@ -10,7 +10,7 @@ and there are two ways to make one:
 - **Compensation** (SyncLLM): the receiver keeps the partner's timeline by
   sender tick. For tick k it uses the partner's real slice k if it has
   arrived; otherwise it stands in the receiving agent's *prediction* of that
-  slice (silence for agents that cannot predict). When the real slice arrives
+  slice. (Agents that cannot predict always hear plain playout.) When the real slice arrives
   later it replaces the prediction: the agent is told (`Agent.revise_partner`)
   and the record of what was heard shows the real slice.
 
@@ -64,7 +64,7 @@ class PartnerStream:
         return replaced
 
     def slice_for(self, tick: int, prediction: np.ndarray | None = None) -> np.ndarray:
-        """The slice heard during `tick`."""
+        """The slice heard during `tick`; with compensation, `prediction` stands in for a missing one."""
         if not self.compensate:
             if self.queue:
                 return self.queue.popleft()
@@ -77,4 +77,4 @@ class PartnerStream:
         self.predicted_ticks.add(tick)
         if len(self.predicted_ticks) > REPLACE_HORIZON_TICKS:  # lost frames never come: forget them
             self.predicted_ticks = {t for t in self.predicted_ticks if t > tick - REPLACE_HORIZON_TICKS}
-        return prediction if prediction is not None else np.zeros(self.tick_samples, dtype=np.float32)
+        return prediction

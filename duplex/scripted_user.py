@@ -178,3 +178,37 @@ def _line_audio(line: ScriptLine, voice: Voice) -> np.ndarray:
     first = _speech(" ".join(words[: line.pause_after_word]), voice)
     rest = _speech(" ".join(words[line.pause_after_word :]), voice)
     return np.concatenate([first, np.zeros(int(line.pause_s * 16000), np.float32), rest])
+
+
+SCRIPT_DOMAINS = ("arithmetic", "capitals", "counting", "smalltalk", "repeat")
+
+
+def domain_scripts(n: int, seed: int, split: str = "test", lines: int = 4) -> list[list[ScriptLine]]:
+    """n scripts of in-domain questions (duplex/domains.py) with the user behaviours mixed in:
+    a mid-question pause in some lines, a backchannel or a barge-in during long answers."""
+    from duplex.domains import sample_exchange
+
+    scripts = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        script = []
+        for j in range(lines):
+            domain = SCRIPT_DOMAINS[(i + j) % len(SCRIPT_DOMAINS)]
+            ex = sample_exchange(rng, domain, split)
+            words = ex.question_text.split()
+            pause_after = len(ex.question_parts[0].split()) if len(ex.question_parts) > 1 else None
+            if pause_after is None and len(words) >= 5 and rng.random() < 0.25:
+                pause_after = int(rng.integers(2, len(words) - 1))
+            long_answer = domain == "counting"
+            script.append(
+                ScriptLine(
+                    ex.question_text,
+                    ex.expected,
+                    pause_after_word=pause_after,
+                    pause_s=float(rng.uniform(0.3, 1.2)),
+                    barge_in_after_s=float(rng.uniform(0.8, 1.6)) if long_answer and rng.random() < 0.5 else None,
+                    backchannel_after_s=1.0 if long_answer and rng.random() < 0.5 else None,
+                )
+            )
+        scripts.append(script)
+    return scripts

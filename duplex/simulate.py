@@ -65,11 +65,12 @@ class _Side:
         self.agent = agent
         self.engine = Engine(agent)
         self.sessions = [self.engine.open_session(seed=seed + i) for i in range(n)]
-        self.streams = [PartnerStream(agent.tick_samples, compensate) for _ in range(n)]
+        # Compensation needs an agent that predicts its partner; others hear plain playout.
+        self.compensate = compensate and agent.can_predict_partner
+        self.streams = [PartnerStream(agent.tick_samples, self.compensate) for _ in range(n)]
         self.said = np.zeros((n, (n_ticks + 1) * agent.tick_samples), np.float32)
         self.heard = np.zeros_like(self.said)
         self.events: list[list[dict]] = [[] for _ in range(n)]
-        self.compensate = compensate
 
     def hear(self, t: int, incoming: list[Link], now: float) -> None:
         T = self.agent.tick_samples

@@ -22,6 +22,7 @@ class TickCounter(Agent):
     predicts its partner by repeating the last slice it heard; records revisions."""
 
     name = "tick-counter"
+    can_predict_partner = True
 
     def new_state(self, seed: int = 0) -> CounterState:
         return CounterState(seed=seed)
