@@ -2,13 +2,17 @@
 
 espeak-ng is a formant synthesiser: cheap, deterministic, with many voices,
 speeds and pitches, which is what synthetic training data and the cascaded
-baseline need. It runs as a subprocess of the `espeak-ng` program (Debian
-package), which writes a 22.05 kHz WAV to stdout.
+baseline need. `synthesize` runs the `espeak-ng` program (Debian package),
+which writes a 22.05 kHz WAV to stdout. `speak_words` runs the same engine
+in-process through libespeak-ng (audio/espeak_lib.py), much faster, and times
+every word for alignments.
 """
 
 from __future__ import annotations
 
+import bisect
 import io
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -17,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 import soundfile as sf
 
+from audio.espeak_lib import EspeakLibraryError, WordEvent, espeak_library
 from audio.frames import SAMPLE_RATE
 from audio.resample import resample
 
@@ -57,6 +62,29 @@ def known_voice_names() -> frozenset[str]:
     return frozenset(names)
 
 
+@lru_cache(maxsize=1)
+def _voice_files() -> dict[str, str]:
+    """Language name -> voice file of espeak-ng's own (not MBROLA) voice for it, e.g. en-gb -> gmw/en.
+
+    The program accepts a language where a voice name is expected; the
+    library's espeak_SetVoiceByName only accepts file names, so
+    speak_words translates through this table.
+    """
+    out = subprocess.run([espeak_binary(), "--voices"], capture_output=True, text=True, check=True).stdout
+    files: dict[str, str] = {}
+    for line in out.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 4 and not fields[4].startswith("mb/"):
+            files.setdefault(fields[1], fields[4])
+    return files
+
+
+def library_voice_name(voice: Voice) -> str:
+    """The name libespeak-ng's espeak_SetVoiceByName accepts for this voice."""
+    base = _voice_files().get(voice.name, voice.name)
+    return f"{base}+{voice.variant}" if voice.variant else base
+
+
 def check_voice(voice: Voice) -> None:
     """Raise TTSError if espeak-ng does not know this voice or variant."""
     names = known_voice_names()
@@ -75,3 +103,95 @@ def synthesize(text: str, voice: Voice = Voice(), sample_rate: int = SAMPLE_RATE
         raise TTSError(f"espeak-ng failed for voice {voice.espeak_name}: {proc.stderr.decode(errors='replace').strip()}")
     audio, sr = sf.read(io.BytesIO(proc.stdout), dtype="float32")
     return resample(audio, sr, sample_rate)
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    """A word as written in the text, and when it sounds: seconds from the start of its Speech."""
+
+    text: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Synthesised speech trimmed to the voice: audio starts at the first word's onset and ends at the last word's offset."""
+
+    audio: np.ndarray
+    words: tuple[TimedWord, ...]
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+_ENERGY_FRAME_S = 0.005
+_SILENCE_BELOW_PEAK_DB = 40.0
+"""A 5 ms frame more than this far below the utterance's loudest frame counts as silence."""
+
+
+def speak_words(text: str, voice: Voice = Voice(), sample_rate: int = SAMPLE_RATE) -> Speech:
+    """Speak text through libespeak-ng in-process and time every word.
+
+    Why both sources of timing: espeak-ng's word events say exactly where each
+    word's phonemes begin, but a word's span up to the next word's start still
+    holds the pause after it (commas, sentence ends). Trimming each span to the
+    frames above a silence floor gives onsets and offsets to the 5 ms frame.
+    Words are the whitespace-separated tokens of text, punctuation kept, as
+    moshi-finetune's alignments write them.
+    """
+    check_voice(voice)
+    tokens = [(m.start(), m.group()) for m in re.finditer(r"\S+", text)]
+    if not tokens:
+        return Speech(np.zeros(0, dtype=np.float32), (), sample_rate)
+    try:
+        raw = espeak_library().synthesize(text, library_voice_name(voice), voice.speed, voice.pitch)
+    except EspeakLibraryError as exc:
+        raise TTSError(str(exc)) from None
+    audio = raw.audio.astype(np.float32) / 32768.0
+    token_starts = _token_start_samples(tokens, raw.words)
+    frame = max(1, round(_ENERGY_FRAME_S * raw.sample_rate))
+    loud = _loud_frames(audio, frame)
+    spans = []
+    for i, (start, word) in enumerate(token_starts):
+        stop = token_starts[i + 1][0] if i + 1 < len(token_starts) else len(audio)
+        span = _loud_span(loud, start // frame, -(-stop // frame))
+        if span is not None:
+            spans.append((word, max(span[0] * frame, start), min(span[1] * frame, stop)))
+    if not spans:
+        return Speech(np.zeros(0, dtype=np.float32), (), sample_rate)
+    first, last = spans[0][1], spans[-1][2]
+    out = resample(audio[first:last], raw.sample_rate, sample_rate)
+    words = tuple(TimedWord(w, (s - first) / raw.sample_rate, (e - first) / raw.sample_rate) for w, s, e in spans)
+    return Speech(out, words, sample_rate)
+
+
+def _token_start_samples(tokens: list[tuple[int, str]], events: list[WordEvent]) -> list[tuple[int, str]]:
+    """(start sample, token) for every token espeak-ng spoke; a token it split into several words starts at the first."""
+    offsets = [offset for offset, _ in tokens]
+    starts: dict[int, int] = {}
+    for event in events:
+        index = bisect.bisect_right(offsets, event.char_index) - 1
+        if index >= 0 and event.char_index < offsets[index] + len(tokens[index][1]):
+            starts.setdefault(index, event.sample)
+    return [(starts[i], tokens[i][1]) for i in sorted(starts)]
+
+
+def _loud_frames(audio: np.ndarray, frame: int) -> np.ndarray:
+    """Which frames of the utterance rise above the silence floor."""
+    n = -(-len(audio) // frame)
+    padded = np.zeros(n * frame, dtype=np.float32)
+    padded[: len(audio)] = audio
+    rms = np.sqrt(np.mean(np.square(padded.reshape(n, frame)), axis=1))
+    floor = max(float(rms.max()) * 10 ** (-_SILENCE_BELOW_PEAK_DB / 20), 1e-4)
+    return rms > floor
+
+
+def _loud_span(loud: np.ndarray, first_frame: int, stop_frame: int) -> tuple[int, int] | None:
+    """First and one-past-last loud frame in [first_frame, stop_frame), or None if all are silent."""
+    hits = np.flatnonzero(loud[first_frame:stop_frame])
+    if len(hits) == 0:
+        return None
+    return first_frame + int(hits[0]), first_frame + int(hits[-1]) + 1
