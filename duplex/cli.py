@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "duplex.respond",
     "duplex.metrics",
     "duplex.simulate_cli",
+    "duplex.server.command",
     "training.train_cli",
 ]
 
