@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from models.checkpoint import CheckpointError, save_pretrained
 from models.codec import Codec, CodecConfig, CodecInputError, check_sample_rate, load_codec, save_codec
+from models.onnx_export import OnnxStep, export_codec_decoder
 from training.codec_stage import TINY
 
 TINY_CODEC = TINY.codec
@@ -112,3 +114,15 @@ def test_bad_input_is_refused(codec):
     with pytest.raises(CodecInputError, match="44100 Hz"):
         check_sample_rate(44100, TINY_CODEC)
     check_sample_rate(SAMPLE_RATE, TINY_CODEC)
+
+
+def test_onnx_decode_step_equals_torch(codec, tmp_path):
+    export_codec_decoder(codec, tmp_path / "decoder.onnx")
+    onnx_step = OnnxStep(tmp_path / "decoder.onnx")
+    codes = codec.encode(signal(6, batch=3))
+    state = [t.numpy() for t in codec.new_decode_state(3).tensors]
+    ticks = []
+    for t in range(codes.shape[2]):
+        audio, state = onnx_step(codes[:, :, t].numpy(), state)
+        ticks.append(audio)
+    assert np.abs(np.concatenate(ticks, axis=1) - codec.decode(codes).numpy()).max() < 1e-4

@@ -20,10 +20,10 @@ from types import ModuleType
 from typing import Any
 
 from models.checkpoint import build_dataclass, read_json, write_json
-from training import codec_stage
+from training import codec_stage, listen_stage
 from training.trainer import TrainConfig, Trainer
 
-STAGES: dict[str, ModuleType] = {"codec": codec_stage}
+STAGES: dict[str, ModuleType] = {"codec": codec_stage, "listen": listen_stage}
 """Each stage module has PRESETS {name: (stage config, TrainConfig)}, CONFIG_CLASS and build_stage(config)."""
 
 FREE_TO_CHANGE = {"steps", "threads", "checkpoint_minutes", "checkpoint_every", "log_every"}

@@ -1,0 +1,112 @@
+"""ONNX export of the per-tick steps: the codec's streaming decoder and the listen encoder.
+
+Each exported graph is one tick with the streaming state as plain inputs and
+outputs (`state_i` in, `new_state_i` out), so any ONNX runtime can run it
+and the caller carries the state exactly as with the torch modules. The
+batch axis is dynamic. Weight normalisation is folded into the weights
+first. `OnnxStep` wraps an onnxruntime session in the same call shape as
+the torch step, for the runtime to use whichever is faster (see
+docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from models.codec import Codec
+from models.listen_encoder import ListenEncoder, ListenState
+
+OPSET = 17
+
+
+class CodecDecodeStep(nn.Module):
+    """codes (B, n_q), *state -> audio (B, hop), *new_state."""
+
+    def __init__(self, codec: Codec):
+        super().__init__()
+        self.codec = codec
+
+    def forward(self, codes: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        latent = self.codec.quantizer.decode(codes[:, :, None])
+        audio, new_state = self.codec.streaming_decoder(latent, list(state))
+        return (audio[:, 0], *new_state)
+
+
+class ListenStep(nn.Module):
+    """audio (B, tick), *state -> features (B, frames_per_tick, d), *new_state."""
+
+    def __init__(self, encoder: ListenEncoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, audio: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        features, new_state = self.encoder.step(audio, ListenState(*state))
+        return (features, *new_state.tensors())
+
+
+def _without_weight_norm(codec: Codec) -> Codec:
+    """A copy of the codec with weight normalisation folded into plain weights."""
+    folded = Codec(codec.config)  # deepcopy cannot copy weight_norm's computed weights
+    folded.load_state_dict(codec.state_dict())
+    for module in folded.modules():
+        if hasattr(module, "weight_g"):
+            torch.nn.utils.remove_weight_norm(module)
+    return folded.eval()
+
+
+def _export(module: nn.Module, inputs: tuple[torch.Tensor, ...], first_name: str, out_name: str, path: Path) -> None:
+    n_state = len(inputs) - 1
+    input_names = [first_name] + [f"state_{i}" for i in range(n_state)]
+    output_names = [out_name] + [f"new_state_{i}" for i in range(n_state)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            inputs,
+            str(tmp),
+            input_names=input_names,
+            output_names=output_names,
+            dynamic_axes={name: {0: "batch"} for name in input_names + output_names},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    os.replace(tmp, path)
+
+
+def export_codec_decoder(codec: Codec, path: str | os.PathLike) -> None:
+    folded = _without_weight_norm(codec)
+    state = folded.new_decode_state(2).tensors
+    codes = torch.zeros(2, folded.config.n_q, dtype=torch.long)
+    _export(CodecDecodeStep(folded), (codes, *state), "codes", "audio", Path(path))
+
+
+def export_listen_step(encoder: ListenEncoder, path: str | os.PathLike) -> None:
+    encoder = copy.deepcopy(encoder).eval()
+    state = encoder.new_state(2).tensors()
+    audio = torch.zeros(2, encoder.config.tick_samples)
+    _export(ListenStep(encoder), (audio, *state), "audio", "features", Path(path))
+
+
+class OnnxStep:
+    """An exported step run by onnxruntime: __call__(first, state) -> (output, new_state), numpy arrays."""
+
+    def __init__(self, path: str | os.PathLike, threads: int = 1):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def __call__(self, first: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        outputs = self.session.run(None, dict(zip(self.input_names, [first, *state])))
+        return outputs[0], outputs[1:]
