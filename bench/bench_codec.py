@@ -1,0 +1,80 @@
+"""Codec figures: token budget, real-time factor, per-tick decode cost (torch vs ONNX), quality.
+
+    python bench/bench_codec.py [--checkpoint checkpoints/codec] [--sentences 100]
+
+One result line per figure. Speed is measured on one thread. Quality (Whisper
+WER of the resynthesis vs the original, STOI) needs a trained checkpoint and
+is skipped with --sentences 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from audio.frames import TICK_MS  # noqa: E402
+from step_timing import time_steps  # noqa: E402  (bench/ is on the path when run as a script)
+from models.codec import Codec, load_codec  # noqa: E402
+from models.onnx_export import OnnxStep, export_codec_decoder  # noqa: E402
+from training.codec_eval import codec_quality  # noqa: E402
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "codec"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--sentences", type=int, default=100, help="held-out sentences for WER/STOI (0: skip)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    trained = (args.checkpoint / "model.safetensors").exists()
+    codec = load_codec(args.checkpoint) if trained else Codec().eval()
+    label = str(args.checkpoint) if trained else "untrained default config"
+    cfg = codec.config
+    print(f"codec: {label}")
+    print(f"bitrate: {cfg.bitrate:.0f} bps ({cfg.n_q} codebooks x {cfg.codebook_size} at {cfg.frame_rate:g} Hz)")
+    print(f"tokens per {TICK_MS} ms tick: {cfg.n_q * TICK_MS / 1000 * cfg.frame_rate:g}")
+
+    audio = torch.randn(1, 10 * cfg.sample_rate) * 0.1
+    with torch.no_grad():
+        codec.decode(codec.encode(audio))
+        start = time.perf_counter()
+        codec.decode(codec.encode(audio))
+    print(f"encode+decode real-time factor, torch, 1 thread: {(time.perf_counter() - start) / 10:.4f}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export_codec_decoder(codec, Path(tmp) / "decoder.onnx")
+        onnx_step = OnnxStep(Path(tmp) / "decoder.onnx")
+        for batch in (1, 16):
+            codes = torch.randint(0, cfg.codebook_size, (batch, cfg.n_q))
+            torch_state = [codec.new_decode_state(batch)]
+            onnx_state = [[t.numpy() for t in torch_state[0].tensors]]
+
+            def torch_step() -> None:
+                _, torch_state[0] = codec.decode_step(codes, torch_state[0])
+
+            def ort_step() -> None:
+                _, onnx_state[0] = onnx_step(codes.numpy(), onnx_state[0])
+
+            for name, step in (("torch", torch_step), ("onnxruntime", ort_step)):
+                median, p99 = time_steps(step, n=200)
+                print(f"streaming decode step, {name}, batch {batch}: median {median:.2f} ms, p99 {p99:.2f} ms per tick")
+
+    if trained and args.sentences:
+        q = codec_quality(codec, args.sentences)
+        print(f"held-out WER (Whisper small), {q.sentences} sentences: original {100 * q.wer_original:.1f}%, "
+              f"resynthesis {100 * q.wer_resynthesis:.1f}%, gap {100 * q.wer_gap:+.1f} points")
+        print(f"held-out STOI of resynthesis: {q.stoi:.3f}")
+
+
+if __name__ == "__main__":
+    main()
