@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from audio.frames import SAMPLE_RATE
 from audio.tts import Voice, synthesize
+
+
+# One thread: tests are small, and OpenMP threads spinning against a busy second core
+# make them ten times slower.
+torch.set_num_threads(1)
 
 
 def trimmed_speech(text: str, voice: Voice = Voice("en-us", "m1")) -> np.ndarray:
