@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
 import pytest
 import torch
 
 from models.codec import load_codec
 from training.codec_stage import TINY, CodecStage
 from training.train_cli import TrainSettingsError, resolve_settings
-from training.trainer import TrainConfig, Trainer, learning_rate
+from training.trainer import RunFolder, TrainConfig, Trainer, learning_rate
 
 TINY_TRAIN = TrainConfig(steps=4, batch_size=2, lr_warmup_steps=1, log_every=1, checkpoint_every=2)
 
@@ -96,3 +100,16 @@ def test_resume_keeps_stored_settings_and_refuses_contradictions():
         resolve_settings(cli_args(preset="default"), stored)
     with pytest.raises(TrainSettingsError, match="no preset"):
         resolve_settings(cli_args(preset="huge"), None)
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_processes_trains_and_checkpoints(tmp_path):
+    """The same command under torchrun: DDP on gloo, codebook statistics synchronised, rank 0 writes."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [str(Path(sys.executable).with_name("torchrun")), "--nproc-per-node", "2", "-m", "training.train_cli",
+               "codec", "--preset", "tiny", "--run-dir", str(tmp_path), "--no-progress"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    codec = load_codec(tmp_path / "checkpoints" / "step-0000004")
+    assert codec.config == TINY.codec
+    assert [row["step"] for row in RunFolder(tmp_path).read_log()] == [1, 2, 3, 4]

@@ -88,8 +88,10 @@ class CodecStage:
         cfg = self.config
         quantize = step >= cfg.autoencoder_steps
         n_q = cfg.codec.n_q
-        if quantize and torch.rand(()) < cfg.quantizer_dropout:
-            n_q = int(torch.randint(1, cfg.codec.n_q + 1, ()))
+        # The same draw on every process: codebooks synchronise their statistics layer by layer.
+        shared = torch.Generator().manual_seed(cfg.data_seed * 1_000_003 + step)
+        if quantize and torch.rand((), generator=shared) < cfg.quantizer_dropout:
+            n_q = int(torch.randint(1, cfg.codec.n_q + 1, (), generator=shared))
         device = next(model.parameters()).device
         target = batch.mixed.to(device)
         out = model(target, n_q=n_q, quantize=quantize)
