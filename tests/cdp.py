@@ -8,6 +8,7 @@ and the page is driven with plain CDP commands over a WebSocket.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import shutil
@@ -38,6 +39,7 @@ class Chromium:
         self.proc: subprocess.Popen | None = None
         self._ids = itertools.count(1)
         self._ws = None
+        self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> "Chromium":
         self.proc = subprocess.Popen(
@@ -72,12 +74,11 @@ class Chromium:
         port = int(port_file.read_text().split()[0])
         targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
         page = next(t for t in targets if t["type"] == "page")
-        self._ws = connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=20)
+        self._ws = self._stack.enter_context(connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=20))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._ws is not None:
-            self._ws.close()
+        self._stack.close()
         self.proc.terminate()
         try:
             self.proc.wait(10)
