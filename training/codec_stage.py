@@ -38,10 +38,10 @@ from training.speech_source import SpeechBatch, SpeechSource, SpeechSourceConfig
 @dataclass(frozen=True)
 class CodecStageConfig:
     codec: CodecConfig = field(default_factory=CodecConfig)
-    seconds: float = 2.56
+    seconds: float = 1.28
     noise_prob: float = 0.0
     autoencoder_steps: int = 1000
-    kmeans_batches: int = 16
+    kmeans_batches: int = 32
     kmeans_iters: int = 20
     commitment_weight: float = 0.25
     quantizer_dropout: float = 0.5
@@ -130,7 +130,7 @@ TINY = CodecStageConfig(
 PRESETS: dict[str, tuple[CodecStageConfig, TrainConfig]] = {
     "default": (
         CodecStageConfig(),
-        TrainConfig(steps=30_000, batch_size=8, lr=5e-4, lr_warmup_steps=200, log_every=10, checkpoint_minutes=5),
+        TrainConfig(steps=30_000, batch_size=8, lr=1e-3, lr_warmup_steps=200, log_every=10, checkpoint_minutes=5),
     ),
     "tiny": (TINY, TrainConfig(steps=4, batch_size=2, lr_warmup_steps=1, log_every=1)),
 }
