@@ -9,6 +9,9 @@ a small state machine:
     SPEAKING --user speech >= barge_in_s--> USER_TURN (interrupted)
     THINKING --user speaks again--> USER_TURN (the pending answer is dropped)
 
+The default responder answers the dialogue domains of duplex/domains.py, so
+the baseline and the learned models face the same dialogues.
+
 ASR, the responder and TTS run as one job on an `Offloader`, off the tick
 loop: on the wall clock ticks keep time while they work; on the virtual clock
 their result lands at the tick their measured compute would have reached, so
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -28,7 +31,13 @@ from audio.tts import Voice, synthesize
 from audio.vad import VAD_FRAME_S, SpeechGate, StreamingVAD
 from clock.offload import Job, Offloader
 from duplex.agent import Agent, AgentState
-from duplex.responder import EchoResponder, Responder
+from duplex.domains import DomainResponder
+
+class Responder(Protocol):
+    """The baseline's brain, text in, text out; None means nothing to say."""
+
+    def respond(self, text: str) -> str | None: ...
+
 
 PRE_ROLL_S = 0.3
 """Audio kept from before the detected onset, so ASR hears the first phoneme."""
@@ -85,7 +94,7 @@ class CascadedBaseline(Agent):
         barge_in_s: float = 0.15,
         fixed_latency_s: float | None = None,
     ):
-        self.responder = responder or EchoResponder()
+        self.responder = responder or DomainResponder()
         self.voice = voice
         self.end_of_turn_windows = max(1, round(end_of_turn_s / VAD_FRAME_S))
         self.barge_in_windows = max(1, round(barge_in_s / VAD_FRAME_S))

@@ -8,9 +8,10 @@ simulation can judge the answers afterwards. It is the user side of
 `duplex simulate` and the load generator of the server bench.
 
 Its timing rests on what it hears: a Silero VAD gate on the partner's audio
-(speech ends after 200 ms of silence), plus a gap drawn from a normal
-distribution (mean 200 ms, sd 100 ms, clipped to [0, 1] s), so the gap the
-partner sees is about 200 ms + the gate's 200 ms hangover.
+that calls an answer finished after 400 ms of silence (espeak-ng pauses about
+300 ms at a comma, and a user who took that for the end would barge in on
+every list), plus a gap drawn from a normal distribution (mean 100 ms, sd
+100 ms, clipped to [0, 1] s): the partner sees gaps of about half a second.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from audio.vad import SpeechGate, StreamingVAD
 from duplex.agent import Agent, AgentState
 
 BACKCHANNELS = ("mm-hmm", "yeah", "right", "okay")
+END_OF_ANSWER_S = 0.4
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class ScriptedUserState(AgentState):
     audio: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     played: int = 0
     vad: StreamingVAD = field(default_factory=StreamingVAD)
-    gate: SpeechGate = field(default_factory=SpeechGate)
+    gate: SpeechGate = field(default_factory=lambda: SpeechGate(hangover_s=END_OF_ANSWER_S))
     partner_ticks: int = 0
     """Ticks the partner has been speaking in the current answer."""
     backchanneled: bool = False
@@ -144,7 +146,7 @@ class ScriptedUser(Agent):
         if s.line >= len(s.script):
             s.phase = Phase.DONE
         elif gap:
-            gap_s = float(np.clip(s.rng.normal(0.2, 0.1), 0.0, 1.0))
+            gap_s = float(np.clip(s.rng.normal(0.1, 0.1), 0.0, 1.0))
             s.phase, s.wait_ticks = Phase.GAP, max(1, round(gap_s * 1000 / self.tick_ms))
         else:
             self._start_line(s)

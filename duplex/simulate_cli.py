@@ -165,9 +165,42 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compute-latency", type=float, metavar="MS",
                    help="fixed compute latency for the baseline's ASR/TTS (default: measured; set it for byte-identical reruns)")
     p.add_argument("--no-score", action="store_true", help="skip judging the answers with Whisper")
+    p.add_argument("--wall", metavar="URL",
+                   help="run on the wall clock against a running `duplex serve` at URL (ws://127.0.0.1:8765/v1/duplex): "
+                        "every side that is not 'user' is a live session of that server")
+    p.add_argument("--token", help="the server's token (with --wall; default $DUPLEX_TOKEN)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder (created)")
     p.set_defaults(func=_run)
+
+
+def run_virtual(args: argparse.Namespace, net: NetworkConfig) -> list[DialogueRecord]:
+    side_a = make_side(args.a, args.dialogues, args.seed, args.compute_latency)
+    side_b = make_side(args.b, args.dialogues, args.seed, args.compute_latency)
+    try:
+        return simulate(side_a, side_b, args.dialogues, args.seconds, net, seed=args.seed)
+    finally:
+        side_a.close(), side_b.close()
+
+
+def run_wall(args: argparse.Namespace, net: NetworkConfig) -> list[DialogueRecord]:
+    """The dialogues run concurrently, each with its own sessions on the server."""
+    import asyncio
+
+    from duplex.wall_simulate import simulate_wall
+
+    token = args.token or os.environ.get("DUPLEX_TOKEN")
+
+    async def one(i: int) -> DialogueRecord:
+        local = {name: ScriptedUser(domain_scripts(1, args.seed + i)) for name in "ab" if getattr(args, name) == "user"}
+        record = await simulate_wall(args.wall, local, args.seconds, net, seed=args.seed + i, token=token)
+        record.index = i
+        return record
+
+    async def all_dialogues() -> list[DialogueRecord]:
+        return list(await asyncio.gather(*(one(i) for i in range(args.dialogues))))
+
+    return asyncio.run(all_dialogues())
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -186,19 +219,16 @@ def _run(args: argparse.Namespace) -> int:
     rows = []
     conditions = [(lat, comp) for lat in latencies for comp in comps]
     for lat, comp in tqdm(conditions, desc="conditions", unit="cond"):
-        side_a = make_side(args.a, args.dialogues, args.seed, args.compute_latency)
-        side_b = make_side(args.b, args.dialogues, args.seed, args.compute_latency)
         net = NetworkConfig(lat, args.jitter, args.loss, args.reorder, comp)
-        records = simulate(side_a, side_b, args.dialogues, args.seconds, net, seed=args.seed)
+        records = run_wall(args, net) if args.wall else run_virtual(args, net)
         folder = out / f"latency_{lat:g}ms_comp_{'on' if comp else 'off'}"
         folder.mkdir(exist_ok=True)
-        scripted = isinstance(side_a, ScriptedUser)
+        scripted = args.a == "user"
         answers = [score_answers(r) if scripted and not args.no_score else [] for r in records]
         for r, a in zip(records, answers):
             write_dialogue(folder, r, a)
         measures = [user_side_measures(r) for r in records] if scripted else []
         rows.append(summarise(lat, comp, measures, answers))
-        side_a.close(), side_b.close()
     (out / "summary.json").write_text(json.dumps(rows, indent=1))
     (out / "summary.md").write_text(table(rows))
     plot(rows, out / "sweep.png")

@@ -21,14 +21,14 @@ def agent():
 
 
 def test_baseline_answers_after_the_user_ends_and_reports_events(agent, speech):
-    user = place(7.0, (0.5, speech["question"]))
+    user = place(7.0, (0.5, speech["arithmetic"]))
     r = respond_audio(agent, user, seed=0)
     types = [e["type"] for e in r.events]
     assert types.index("user.speech.started") < types.index("agent.speech.started")
     heard = next(e["text"] for e in r.events if e["type"] == "user.transcript").lower()
-    assert "capital" in heard  # the small Whisper judge often mishears "of France"
+    assert "plus" in heard
     said = next(e["text"] for e in r.events if e["type"] == "agent.transcript.delta")
-    assert said.startswith("you said")
+    assert said == "Seven plus five is twelve."
     m = dialogue_metrics(np.stack([r.agent_audio, user], axis=1))
     # end-of-turn silence 0.5 s + fixed 0.3 s compute + one tick, give or take VAD frames
     assert 0.8 <= m["response_latency"]["median_s"] <= 1.2

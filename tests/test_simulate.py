@@ -57,7 +57,7 @@ def test_partner_stream_playout_underruns():
 @pytest.mark.slow
 def test_scripted_user_against_the_baseline_completes_a_dialogue():
     script = [
-        ScriptLine("what is seven plus five"),
+        ScriptLine("hello, can you hear me"),
         ScriptLine("hello how are you today", pause_after_word=2, pause_s=0.3),
         ScriptLine("count from one to ten", barge_in_after_s=1.0),
         ScriptLine("thanks, goodbye"),
@@ -74,3 +74,22 @@ def test_scripted_user_against_the_baseline_completes_a_dialogue():
     # a mid-question pause shorter than its 500 ms end-of-turn timeout does not split the question
     heard = [e["text"].lower() for e in rec.b.events if e["type"] == "user.transcript"]
     assert any("how are you" in h for h in heard)
+
+
+@pytest.mark.slow
+def test_wall_mode_runs_through_real_websocket_sessions_with_the_link_applied(tmp_path):
+    """Two TickCounter sessions on a real server, relayed across a 200 ms link on the wall clock."""
+    import asyncio
+
+    from duplex.wall_simulate import simulate_wall
+    from tests.server_support import ServerThread
+
+    with ServerThread(TickCounter()) as server:
+        rec = asyncio.run(simulate_wall(server.url, {}, 3.0, NetworkConfig(latency_ms=200, compensate=False)))
+    said, heard = levels(rec.a.said), levels(rec.b.heard)
+    n = int(np.count_nonzero(said))
+    assert n >= 30, "side A's session spoke every tick"
+    # B was sent A's frames in order, each about 200 ms after A said it
+    got = heard[heard > 0]
+    assert len(got) >= n - 5 and np.array_equal(got, said[: len(got)])
+    assert rec.b.link_in["delay_ms_mean"] == pytest.approx(200, abs=1)
