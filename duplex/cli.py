@@ -19,7 +19,9 @@ COMMAND_MODULES = [
     "duplex.metrics",
     "duplex.simulate_cli",
     "duplex.server.command",
+    "duplex.chat",
     "training.train_cli",
+    "training.data_cli",
 ]
 
 OUR_PACKAGES = {"duplex", "audio", "models", "clock", "training"}

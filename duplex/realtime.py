@@ -112,10 +112,21 @@ class RealtimeEngine:
     # -- the thread -----------------------------------------------------------
 
     def start(self) -> None:
+        """Warm up, then tick in real time from now on."""
+        self._warm_up()
         self.loop = TickLoop(WallClock(), self.engine.tick_s)
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="tick-loop", daemon=True)
         self._thread.start()
+
+    def _warm_up(self) -> None:
+        """Two throwaway ticks on a throwaway engine, so that lazily loaded models (the VAD's, the
+        agent's) do not make the first real session's ticks late."""
+        engine = Engine(self.engine.agent, self.engine.detect_user_speech)
+        engine.open_session(session_id="warm-up")
+        for _ in range(2):
+            engine.step()
+        engine.close_session("warm-up")
 
     def stop(self) -> None:
         self._stopping.set()

@@ -100,16 +100,7 @@ class EngineBridge:
         self._stats_every = max(1, round(STATS_INTERVAL_S * 1000 / agent.tick_ms))
 
     def start(self) -> None:
-        self._warm_up()
         self.realtime.start()
-
-    def _warm_up(self) -> None:
-        """Two throwaway ticks, so that lazily loaded models (the VAD's, the agent's) do not make
-        the first real session's ticks late."""
-        self.engine.open_session(session_id="warm-up")
-        for _ in range(2):
-            self.engine.step()
-        self.engine.close_session("warm-up")
 
     def stop(self) -> None:
         self.realtime.stop()
