@@ -21,7 +21,6 @@ COMMAND_MODULES = [
     "duplex.server.command",
     "duplex.chat",
     "training.train_cli",
-    "training.data_cli",
 ]
 
 OUR_PACKAGES = {"duplex", "audio", "models", "clock", "training"}
