@@ -30,7 +30,9 @@ class UnsupportedError(Exception):
 class AgentState:
     """Per-session state every agent keeps; agents subclass it for their own fields.
 
-    `speaking` and `interrupted` are set by the agent on every step: whether
+    `user_speaking` is set by the runtime after every tick from its voice
+    activity detector on the user's input (agents may use it or listen for
+    themselves). `speaking` and `interrupted` are set by the agent on every step: whether
     the slice it just returned holds speech, and (when speech ends) whether the
     user's speech made it stop. `events` is an outbox of protocol events
     (dicts with a "type") that the engine drains after each tick.
@@ -38,6 +40,7 @@ class AgentState:
 
     seed: int = 0
     tick: int = 0
+    user_speaking: bool = False
     speaking: bool = False
     interrupted: bool = False
     events: list[dict[str, Any]] = field(default_factory=list)

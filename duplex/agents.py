@@ -1,10 +1,13 @@
 """Choosing an agent by name: what `--model` means on every command.
 
 "baseline" is the cascaded half-duplex baseline (duplex/baseline.py); learned
-models are selected by the path of their checkpoint folder.
+models are selected by the path of their checkpoint folder
+(models/agent_checkpoint.py describes its layout).
 """
 
 from __future__ import annotations
+
+import os
 
 from duplex.agent import Agent
 
@@ -22,4 +25,10 @@ def load_agent(model: str, virtual_clock: bool, fixed_latency_s: float | None = 
         from duplex.baseline import CascadedBaseline
 
         return CascadedBaseline(virtual_clock=virtual_clock, fixed_latency_s=fixed_latency_s)
-    raise UnknownModelError(f"unknown model {model!r}: choose one of {', '.join(AGENT_CHOICES)}")
+    if os.path.isdir(model):  # a checkpoint of another kind fails here with a clear CheckpointError
+        from duplex.lm_agent import SpeechLMAgent
+
+        return SpeechLMAgent.from_checkpoint(model)
+    raise UnknownModelError(
+        f"unknown model {model!r}: choose one of {', '.join(AGENT_CHOICES)} or a learned agent's checkpoint folder"
+    )

@@ -74,6 +74,7 @@ class Session:
         if self._vad is not None:
             for change in self._user_gate.update(self._vad.process(listen)):
                 self.events.append({"type": f"user.speech.{change}", **stamp})
+            self.state.user_speaking = self._user_gate.speaking
         if self.state.speaking and not self._agent_speaking:
             self.events.append({"type": "agent.speech.started", **stamp})
         elif self._agent_speaking and not self.state.speaking:

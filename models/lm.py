@@ -101,13 +101,24 @@ class KVCache:
     """Sliding-window key/value cache of one layer for a batch of sessions: a ring of `window` slots.
 
     Keys are stored already rotated (RoPE at their absolute position), so the
-    order of slots in the ring does not matter to attention.
+    order of slots in the ring does not matter to attention. Sessions that
+    share a batch are stacked along dim 0 (`stack`) and split again (`row`).
     """
 
-    def __init__(self, batch: int, n_kv: int, window: int, head_dim: int):
-        self.k = torch.zeros(batch, n_kv, window, head_dim)
-        self.v = torch.zeros(batch, n_kv, window, head_dim)
-        self.window = window
+    def __init__(self, k: torch.Tensor, v: torch.Tensor):
+        self.k, self.v = k, v  # (B, n_kv, window, head_dim)
+        self.window = k.shape[2]
+
+    @staticmethod
+    def empty(batch: int, n_kv: int, window: int, head_dim: int) -> "KVCache":
+        return KVCache(torch.zeros(batch, n_kv, window, head_dim), torch.zeros(batch, n_kv, window, head_dim))
+
+    @staticmethod
+    def stack(caches: list["KVCache"]) -> "KVCache":
+        return KVCache(torch.cat([c.k for c in caches]), torch.cat([c.v for c in caches]))
+
+    def row(self, b: int) -> "KVCache":
+        return KVCache(self.k[b : b + 1], self.v[b : b + 1])
 
     def write(self, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor) -> None:
         rows = torch.arange(k.shape[0])
@@ -238,7 +249,7 @@ class SyncLM(nn.Module):
 
     def new_cache(self, batch: int) -> list[KVCache]:
         c = self.config
-        return [KVCache(batch, c.num_key_value_heads, c.sliding_window, c.head_dim) for _ in range(c.num_hidden_layers)]
+        return [KVCache.empty(batch, c.num_key_value_heads, c.sliding_window, c.head_dim) for _ in range(c.num_hidden_layers)]
 
     def step(self, audio_in, text_in, listen, role, cache: list[KVCache], positions: torch.Tensor):
         """One tick for a batch: audio_in (B, Q), text_in (B,), listen (B, listen_dim), role (B,),

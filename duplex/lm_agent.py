@@ -1,0 +1,198 @@
+"""The learned agent: listen encoder -> synchronous speech LM -> codec decoder, once per tick.
+
+Per tick, for a batch of sessions:
+
+1. the listen encoder turns each session's 80 ms of user audio into listen
+   features (its streaming state carried per session);
+2. the LM reads the tokens it emitted last tick plus those features (middle
+   fusion) and gives logits for its text token and its codec tokens;
+3. tokens are sampled per session (each session has its own seeded
+   generator, so a session's output does not depend on who shares its batch);
+4. the codec decoder turns the frame that is complete into 80 ms of audio.
+
+Token timing (the contract with training): the column of tokens sampled at
+tick t holds codebook 0 of codec frame t and codebooks 1.. of frame t - d
+(d = the acoustic delay), so frame t - d is complete at tick t and is what
+the agent returns then, to be heard during tick t+1. Training therefore
+targets frame f = the agent's audio of tick f + 1 + d.
+
+Given text (`say`, PROTOCOL.md `agent.say`): the model still decides *when*
+text comes (its text head chooses between <pad> and a token), but *which*
+token comes is forced from the given text, Moshi-style. The utterance is
+done when its tokens are used up and the agent has fallen silent; it is
+interrupted when the agent falls silent with tokens left while the user
+speaks. `spoken_text` is the text of the tokens emitted before the stop,
+less those of the last `text_lead` ticks, which had not been voiced yet.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from duplex.agent import Agent, AgentState
+from models.agent_checkpoint import AgentModels, load_agent_models
+from models.codec import CodecStreamState
+from models.listen_encoder import ListenState
+from models.lm import KVCache
+from models.text_tokenizer import PAD
+
+SPEECH_RMS = 0.01
+"""A decoded slice louder than this (RMS) counts as speech."""
+USER_RECENT_TICKS = 6
+"""A stop within this many ticks (480 ms) of the user's speech counts as an interruption."""
+
+
+@dataclass
+class Utterance:
+    """Text the agent was asked to say: tokens still to say, and (tick, token) said so far."""
+
+    say_id: str
+    pending: deque
+    said: list[tuple[int, int]] = field(default_factory=list)
+    voiced: bool = False
+    """Whether the agent has been heard speaking since the utterance's first token."""
+
+
+@dataclass
+class LMState(AgentState):
+    role: int = 0
+    listen: ListenState | None = None
+    cache: list[KVCache] = field(default_factory=list)
+    decode: CodecStreamState | None = None
+    columns: deque = field(default_factory=deque)
+    """The last d+1 token columns (acoustic delay d), to assemble the complete frame."""
+    prev_text: int = PAD
+    generator: torch.Generator | None = None
+    utterance: Utterance | None = None
+    say_queue: deque = field(default_factory=deque)
+    silent_ticks: int = 0
+    user_recent: int = 0
+    """Ticks since the user was last heard speaking (from the session's VAD)."""
+
+
+class SpeechLMAgent(Agent):
+    can_say = True
+
+    def __init__(self, models: AgentModels, name: str = "speech-lm", role: int = 0, temperature: float = 0.8,
+                 top_k: int = 50, text_lead: int = 2, done_silence_ticks: int = 4):
+        self.m = models
+        self.name = name
+        self.role = role
+        self.tick_ms = models.lm.config.tick_ms
+        self.temperature, self.top_k = temperature, top_k
+        self.text_lead = text_lead
+        self.done_silence_ticks = done_silence_ticks
+        self.delay = models.lm.config.acoustic_delay
+
+    @classmethod
+    def from_checkpoint(cls, folder: str, **kwargs) -> "SpeechLMAgent":
+        return cls(load_agent_models(folder), name=str(folder), **kwargs)
+
+    def new_state(self, seed: int = 0) -> LMState:
+        c = self.m.lm.config
+        bos = torch.full((c.n_codebooks,), c.audio_bos, dtype=torch.long)
+        return LMState(
+            seed=seed,
+            role=self.role,
+            listen=self.m.listen.new_state(1),
+            cache=self.m.lm.new_cache(1),
+            decode=self.m.codec.new_decode_state(1),
+            columns=deque([bos] * (self.delay + 1), maxlen=self.delay + 1),
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+    def say(self, state: AgentState, text: str, say_id: str) -> None:
+        tokens = self.m.tokenizer.encode(text)
+        state.say_queue.append(Utterance(say_id, deque(tokens)))
+
+    @torch.no_grad()
+    def step(self, states: Sequence[AgentState], listen: np.ndarray) -> np.ndarray:
+        B = len(states)
+        lm, c = self.m.lm, self.m.lm.config
+        listen_state = _cat_listen([s.listen for s in states])
+        feats, listen_state = self.m.listen.step(torch.from_numpy(listen), listen_state)
+        cache = [KVCache.stack([s.cache[i] for s in states]) for i in range(c.num_hidden_layers)]
+        text_logits, audio_logits = lm.step(
+            torch.stack([s.columns[-1] for s in states]),
+            torch.tensor([s.prev_text for s in states]),
+            feats.reshape(B, -1),
+            torch.tensor([s.role for s in states]),
+            cache,
+            torch.tensor([s.tick for s in states]),
+        )
+        frames = []
+        for b, s in enumerate(states):
+            column = self._sample_audio(audio_logits[b], s.generator)
+            s.columns.append(column)
+            s.prev_text = self._text_token(s, text_logits[b])
+            # the frame that is complete now: codebook 0 from d ticks ago, the rest from this tick
+            frames.append(torch.cat([s.columns[0][:1], column[1:]]))
+        audio, decode_state = self.m.codec.decode_step(torch.stack(frames), _cat_decode([s.decode for s in states]))
+        out = audio.numpy().astype(np.float32)
+        for b, s in enumerate(states):
+            s.listen = _row_listen(listen_state, b)
+            s.cache = [layer.row(b) for layer in cache]
+            s.decode = CodecStreamState([t[b : b + 1] for t in decode_state.tensors])
+            self._after(s, out[b])
+            s.tick += 1
+        return out
+
+    def _sample_audio(self, logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One token per codebook from (Q, K) logits: temperature and top-k."""
+        logits = logits / max(self.temperature, 1e-5)
+        top, index = logits.topk(min(self.top_k, logits.shape[-1]), dim=-1)
+        choice = torch.multinomial(torch.softmax(top, dim=-1), 1, generator=generator)
+        return index.gather(-1, choice)[:, 0]
+
+    def _text_token(self, s: LMState, logits: torch.Tensor) -> int:
+        token = int(torch.multinomial(torch.softmax(logits / max(self.temperature, 1e-5), -1), 1, generator=s.generator))
+        u = s.utterance
+        if u is None and s.say_queue and s.user_recent > 2:
+            u = s.utterance = s.say_queue.popleft()
+        if u is None:
+            return token
+        if token == PAD or not u.pending:
+            return PAD
+        forced = u.pending.popleft()
+        u.said.append((s.tick, forced))
+        return forced
+
+    def _after(self, s: LMState, audio: np.ndarray) -> None:
+        """Speaking flag, interruption and agent.say bookkeeping after a tick."""
+        speaking = float(np.sqrt(np.mean(audio**2))) > SPEECH_RMS
+        s.user_recent = 0 if s.user_speaking else s.user_recent + 1
+        s.interrupted = s.speaking and not speaking and s.user_recent <= USER_RECENT_TICKS
+        s.speaking = speaking
+        s.silent_ticks = 0 if speaking else s.silent_ticks + 1
+        u = s.utterance
+        if u is None or not u.said:
+            return
+        u.voiced = u.voiced or speaking
+        if s.silent_ticks < self.done_silence_ticks:
+            return
+        # tokens left after the voice stopped while the user spoke: the user cut it short
+        interrupted = bool(u.pending) and u.voiced and s.user_recent <= self.done_silence_ticks + USER_RECENT_TICKS
+        if u.pending and not interrupted:
+            return  # not voiced yet, or a pause inside the utterance: it goes on
+        voiced_until = s.tick - self.done_silence_ticks - self.text_lead
+        spoken = [tok for t, tok in u.said if t <= voiced_until] if interrupted else [tok for _, tok in u.said]
+        s.events.append({"type": "agent.say.done", "id": u.say_id, "interrupted": interrupted,
+                         "spoken_text": self.m.tokenizer.decode(spoken)})
+        s.utterance = None
+
+
+def _cat_listen(states: list[ListenState]) -> ListenState:
+    return ListenState(*(torch.cat(ts) for ts in zip(*(s.tensors() for s in states))))
+
+
+def _row_listen(state: ListenState, b: int) -> ListenState:
+    return ListenState(*(t[b : b + 1] for t in state.tensors()))
+
+
+def _cat_decode(states: list[CodecStreamState]) -> CodecStreamState:
+    return CodecStreamState([torch.cat(ts) for ts in zip(*(s.tensors for s in states))])

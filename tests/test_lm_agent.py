@@ -1,0 +1,88 @@
+"""The learned agent's plumbing, on tiny untrained models assembled in the test."""
+
+import numpy as np
+import pytest
+
+from duplex.agents import load_agent
+from duplex.respond import respond_audio
+from models.agent_checkpoint import AgentModels, load_agent_models, save_agent
+from models.checkpoint import CheckpointError
+from models.codec import Codec, CodecConfig, save_codec
+from models.listen_encoder import ListenConfig, ListenEncoder
+from models.lm import SyncLM, SyncLMConfig
+from models.text_tokenizer import TextTokenizer
+
+CORPUS = ["seven plus five is twelve", "the capital of france is paris", "hello there, how are you"] * 5
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    import torch
+
+    torch.manual_seed(0)
+    tokenizer = TextTokenizer.train(CORPUS, vocab_size=280)
+    listen = ListenEncoder(ListenConfig(d_model=16, layers=1, heads=2, window=8))
+    codec = Codec(CodecConfig(n_filters=4, dimension=16, n_q=2, codebook_size=16, lstm_layers=0))
+    last = [m for m in codec.decoder.modules() if isinstance(m, torch.nn.Conv1d)][-1]
+    torch.nn.init.zeros_(last.weight_g), torch.nn.init.zeros_(last.bias)  # a decoder that is always silent
+    lm = SyncLM(SyncLMConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                             intermediate_size=48, n_codebooks=2, codebook_size=16, listen_dim=32,
+                             text_vocab_size=tokenizer.vocab_size, sliding_window=16))
+    folder = tmp_path_factory.mktemp("agent")
+    save_agent(AgentModels(lm, codec, listen, tokenizer), folder)
+    return folder
+
+
+def test_respond_runs_a_checkpoint_folder_and_is_seeded(tiny_folder):
+    user = np.random.default_rng(0).normal(0, 0.05, 16000 * 2).astype(np.float32)
+    a = respond_audio(load_agent(str(tiny_folder), virtual_clock=True), user, seed=3).agent_audio
+    b = respond_audio(load_agent(str(tiny_folder), virtual_clock=True), user, seed=3).agent_audio
+    assert a.shape == user.shape and np.array_equal(a, b)
+    tokens = lambda seed: [e for e in respond_audio(load_agent(str(tiny_folder), virtual_clock=True), user,  # noqa: E731
+                                                    seed=seed, say="hello there").events]
+    assert tokens(3) == tokens(3)
+
+
+def test_sessions_in_one_batch_match_sessions_run_alone(tiny_folder):
+    from duplex.engine import Engine
+
+    agent = load_agent(str(tiny_folder), virtual_clock=True)
+    user = np.random.default_rng(1).normal(0, 0.05, (2, 12, 1280)).astype(np.float32)
+
+    def run(seeds):
+        engine = Engine(agent)
+        sessions = [engine.open_session(seed=s) for s in seeds]
+        outs = {s.id: [] for s in sessions}
+        for t in range(12):
+            for i, s in enumerate(sessions):
+                s.push_input(user[i, t])
+            for sid, out in engine.step().items():
+                outs[sid].append(out)
+        return [np.concatenate(outs[s.id]) for s in sessions]
+
+    together = run([5, 6])
+    alone = run([5])[0]
+    np.testing.assert_allclose(together[0], alone, atol=1e-5)
+
+
+def test_say_reports_what_was_said(tiny_folder):
+    agent = load_agent(str(tiny_folder), virtual_clock=True)
+    r = respond_audio(agent, np.zeros(16000 * 3, np.float32), say="hello there")
+    done = [e for e in r.events if e["type"] == "agent.say.done"]
+    # an untrained model emits a text token nearly every tick and this codec is silent:
+    # the utterance runs out of tokens, stays silent and is done, uninterrupted
+    assert done == [{"type": "agent.say.done", "id": "say-0", "interrupted": False, "spoken_text": "hello there"}]
+
+
+def test_say_accepts_any_characters(tiny_folder):
+    agent = load_agent(str(tiny_folder), virtual_clock=True)
+    r = respond_audio(agent, np.zeros(16000 * 4, np.float32), say="ünïcode ✓ 42")
+    assert [e["spoken_text"] for e in r.events if e["type"] == "agent.say.done"] == ["ünïcode ✓ 42"]
+
+
+def test_a_checkpoint_of_the_wrong_kind_is_a_clear_error(tiny_folder, tmp_path):
+    save_codec(Codec(CodecConfig(n_filters=4, dimension=16, n_q=2, codebook_size=16, lstm_layers=0)), tmp_path / "c")
+    with pytest.raises(CheckpointError, match="duplex-codec"):
+        load_agent(str(tmp_path / "c"), virtual_clock=True)
+    models = load_agent_models(tiny_folder)
+    assert models.lm.config.n_codebooks == models.codec.config.n_q
