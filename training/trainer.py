@@ -35,6 +35,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 from torch import nn  # noqa: E402
@@ -55,6 +56,7 @@ from models.checkpoint import (  # noqa: E402
 OPTIMIZER_NAME = "optimizer.safetensors"
 TRAINER_STATE_NAME = "trainer_state.json"
 KEEP_CHECKPOINTS = 2
+SMOOTHING = 20  # logged points averaged by the plot's second line: per-batch losses are noisy
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,12 @@ def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
 # --- run folder --------------------------------------------------------------------------------
 
 
+def _running_mean(values: list[float], width: int) -> list[float]:
+    """Mean of each value and up to width-1 values before it."""
+    sums = np.cumsum([0.0, *values])
+    return [(sums[i + 1] - sums[max(0, i + 1 - width)]) / min(width, i + 1) for i in range(len(values))]
+
+
 class RunFolder:
     """The files of one run: settings, log, plot and checkpoints."""
 
@@ -207,10 +215,12 @@ class RunFolder:
         keys = [k for k in rows[-1] if k not in ("step", "lr", "seconds")]
         fig, axes = plt.subplots(len(keys), 1, figsize=(8, 2.2 * len(keys)), sharex=True, squeeze=False)
         for ax, key in zip(axes[:, 0], keys):
-            points = [(r["step"], r[key]) for r in rows if key in r]
-            ax.plot([p[0] for p in points], [p[1] for p in points], linewidth=0.8)
+            steps = [r["step"] for r in rows if key in r]
+            values = [r[key] for r in rows if key in r]
+            ax.plot(steps, values, linewidth=0.6, alpha=0.35)
+            ax.plot(steps, _running_mean(values, SMOOTHING), linewidth=1.2)
             ax.set_ylabel(key, fontsize=8)
-            if all(p[1] > 0 for p in points):
+            if all(v > 0 for v in values):
                 ax.set_yscale("log")
             ax.grid(alpha=0.3)
         axes[-1, 0].set_xlabel("step")
