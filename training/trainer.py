@@ -245,6 +245,7 @@ class Trainer:
             DistributedDataParallel(self.model) if self.dist.world_size > 1 else self.model
         )
         self.step = 0
+        self.seconds = 0.0  # training wall time over all sessions of the run, up to self.step
 
     # --- checkpoints ---
 
@@ -255,7 +256,9 @@ class Trainer:
             return False
         load_weights(self.model, read_tensors(folder / "model.safetensors"), str(folder))
         load_optimizer_tensors(self.optimizer, read_tensors(folder / OPTIMIZER_NAME))
-        self.step = int(read_json(folder / TRAINER_STATE_NAME)["step"])
+        state = read_json(folder / TRAINER_STATE_NAME)
+        self.step = int(state["step"])
+        self.seconds = float(state.get("seconds", 0.0))
         if self.dist.is_main:
             self.folder.truncate_log(self.step)
         return True
@@ -268,7 +271,7 @@ class Trainer:
         shutil.rmtree(staging, ignore_errors=True)
         save_pretrained(staging, self.stage.model_config(), self.model)
         write_tensors(staging / OPTIMIZER_NAME, optimizer_tensors(self.optimizer))
-        write_json(staging / TRAINER_STATE_NAME, {"step": self.step, "stage": self.stage.name})
+        write_json(staging / TRAINER_STATE_NAME, {"step": self.step, "stage": self.stage.name, "seconds": self.seconds})
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         with atomic_path(self.folder.latest_pointer) as tmp:
@@ -305,13 +308,15 @@ class Trainer:
         if main:
             self.folder.root.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=cfg.steps, initial=self.step, desc=self.stage.name, disable=not (main and self.progress))
-        last_save, started = time.monotonic(), time.monotonic()
+        last_save = time.monotonic()
         while self.step < cfg.steps:
+            started = time.monotonic()
             metrics = self.train_step(self.step)
             self.step += 1
+            self.seconds += time.monotonic() - started
             bar.update(1)
             if main and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
-                row = {"step": self.step, **metrics, "seconds": round(time.monotonic() - started, 1)}
+                row = {"step": self.step, **metrics, "seconds": round(self.seconds, 1)}
                 self.folder.append_log(row)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k != "lr"}, refresh=False)
             due_by_time = time.monotonic() - last_save >= cfg.checkpoint_minutes * 60
