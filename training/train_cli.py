@@ -1,7 +1,9 @@
-"""`duplex train STAGE`: train the codec or the listen encoder, resumably.
+"""`duplex train STAGE`: train a model of the recipe, resumably.
 
     duplex train codec  --run-dir ~/.cache/duplex/runs/codec
     duplex train listen --run-dir ~/.cache/duplex/runs/listen
+    duplex train lsm    --run-dir ~/.cache/duplex/runs/lsm-tts        (stage 1: speak given text)
+    duplex train lsm    --preset listen --init RUN/checkpoints/latest --run-dir ~/.cache/duplex/runs/lsm-listen
     torchrun --nproc-per-node 4 -m training.train_cli codec --run-dir RUN   (same run, 4 processes)
 
 A run folder remembers its settings (run.json). Running the same command
@@ -20,10 +22,10 @@ from types import ModuleType
 from typing import Any
 
 from models.checkpoint import build_dataclass, read_json, write_json
-from training import codec_stage, listen_stage
+from training import codec_stage, listen_stage, lsm_stage
 from training.trainer import TrainConfig, Trainer
 
-STAGES: dict[str, ModuleType] = {"codec": codec_stage, "listen": listen_stage}
+STAGES: dict[str, ModuleType] = {"codec": codec_stage, "listen": listen_stage, "lsm": lsm_stage}
 """Each stage module has PRESETS {name: (stage config, TrainConfig)}, CONFIG_CLASS and build_stage(config)."""
 
 FREE_TO_CHANGE = {"steps", "threads", "checkpoint_minutes", "checkpoint_every", "log_every"}
@@ -35,7 +37,7 @@ class TrainSettingsError(Exception):
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train the codec or the listen encoder (resumable)", description=__doc__,
+    p = subparsers.add_parser("train", help="train a stage of the recipe: codec, listen, lsm (resumable)", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stage", choices=sorted(STAGES))
     p.add_argument("--run-dir", type=Path, help="run folder (default ~/.cache/duplex/runs/STAGE)")
@@ -48,6 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-minutes", type=float)
     p.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
     p.add_argument("--log-every", type=int)
+    p.add_argument("--init", help="checkpoint folder whose weights start the run (stages that take one, e.g. lsm)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run)
 
@@ -64,6 +67,11 @@ def resolve_settings(args: argparse.Namespace, stored: dict[str, Any] | None) ->
         settings = {"stage": args.stage, "preset": preset, "stage_config": dataclasses.asdict(stage_config),
                     "train": dataclasses.asdict(train_config)}
         settings["train"].update(given)
+        init = getattr(args, "init", None)
+        if init is not None:
+            if "init" not in settings["stage_config"]:
+                raise TrainSettingsError(f"stage {args.stage} does not start from a checkpoint (--init)")
+            settings["stage_config"]["init"] = str(Path(init).expanduser().resolve())
         return settings
     if stored.get("stage") != args.stage:
         raise TrainSettingsError(f"{args.run_dir} is a {stored.get('stage')!r} run, not {args.stage!r}")

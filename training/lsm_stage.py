@@ -1,0 +1,255 @@
+"""Training the listen-while-speaking model (LSLM, Ma et al. 2024) on the synchronous speech LM.
+
+Two stages share this module:
+
+- **tts** (stage 1): the agent speaks a sentence given as its text stream.
+  The user channel is silent. The model learns to turn text tokens into codec
+  tokens with natural timing, and to emit silence when there is nothing to say.
+- **listen** (stage 2): the same, while the user channel carries something
+  at a random moment of the agent's speech: a command interruption ("stop",
+  "wait", "hold on"), a voice interruption (any sentence in another voice),
+  a backchannel ("mm-hmm", "yeah") or noise. After an interruption the
+  target falls silent `stop_ticks` after the onset (LSLM stops within a few
+  ticks); after a backchannel or noise it goes on unchanged.
+
+Every example is a pure function of (seed, example index): the agent's
+sentence is rendered with espeak-ng word timings, placed on a canvas of
+`ticks` ticks, encoded by the frozen codec; the user's channel is encoded by
+the frozen listen encoder. Token timing follows the contract in
+duplex/lm_agent.py: the column at position t holds codebook 0 of frame t and
+codebooks 1.. of frame t - d, where frame f is the agent's audio of tick
+f + 1 + d; each word's text tokens start `text_lead` ticks before its audio.
+
+Each checkpoint folder is a complete agent (tokenizer and the frozen codec
+and listen encoder copied in), so `duplex respond --model FOLDER` runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audio.frames import SAMPLE_RATE, TICK_SAMPLES
+from audio.tts import Voice, speak_words, synthesize
+from models.checkpoint import config_to_dict, load_weights, read_pretrained
+from models.codec import Codec, load_codec
+from models.listen_encoder import ListenEncoder, load_listen_encoder
+from models.lm import MODEL_TYPE, SyncLM, SyncLMConfig
+from models.text_tokenizer import PAD, TextTokenizer
+from training.speech_source import coloured_noise, random_voice
+from training.speech_text import training_sentence
+from training.trainer import TrainConfig
+
+COMMANDS = ("stop", "wait", "hold on", "stop please", "wait a second", "sorry, hold on")
+BACKCHANNELS = ("mm-hmm", "yeah", "right", "okay", "uh-huh")
+AGENT_VOICE = Voice("en-us", None, 165, 45)
+TOKENIZER_SENTENCES = 4000
+
+
+@dataclass(frozen=True)
+class LSMStageConfig:
+    lm: SyncLMConfig = SyncLMConfig()
+    """The LM; its listen_dim, codebooks and text vocabulary are set from the parts below."""
+    codec: str = "checkpoints/codec"
+    listen: str = "checkpoints/listen"
+    listening: bool = False
+    """False: stage 1 (tts); True: stage 2 (listen while speaking)."""
+    init: str = ""
+    """A checkpoint folder whose LM weights start this run (stage 2 starts from stage 1's)."""
+    ticks: int = 100
+    text_lead: int = 2
+    vocab_size: int = 1024
+    """Byte-level BPE: 256 bytes + <pad> + merges; ~1000 makes most words one token, so text keeps pace."""
+    interrupt_prob: float = 0.5
+    backchannel_prob: float = 0.2
+    noise_prob: float = 0.15
+    stop_ticks: tuple[int, int] = (1, 3)
+    snr_db: tuple[float, float] = (5.0, 20.0)
+    seed: int = 0
+
+
+@dataclass
+class LSMBatch:
+    audio_in: torch.Tensor  # (B, Q, T) model-aligned tokens of the previous position
+    audio_target: torch.Tensor  # (B, Q, T)
+    text_in: torch.Tensor  # (B, T)
+    text_target: torch.Tensor  # (B, T)
+    listen: torch.Tensor  # (B, T, listen_dim)
+    role: torch.Tensor  # (B,)
+
+
+@dataclass
+class Example:
+    """One example before encoding: the two channels and the agent's text stream."""
+
+    agent: np.ndarray
+    user: np.ndarray
+    text: np.ndarray  # (T,) target text tokens
+    kind: str
+
+
+class LSMStage:
+    def __init__(self, config: LSMStageConfig):
+        self.config = config
+        self.name = "lsm-listen" if config.listening else "lsm-tts"
+        self.codec: Codec = load_codec(config.codec)
+        self.listen_encoder: ListenEncoder = load_listen_encoder(config.listen)
+        self.tokenizer = TextTokenizer.train(
+            (training_sentence(config.seed, i) for i in range(TOKENIZER_SENTENCES)), config.vocab_size
+        )
+        lc = self.listen_encoder.config
+        self.lm_config = dataclasses.replace(
+            config.lm,
+            listen_dim=lc.d_model * lc.frames_per_tick,
+            n_codebooks=self.codec.config.n_q,
+            codebook_size=self.codec.config.codebook_size,
+            text_vocab_size=self.tokenizer.vocab_size,
+        )
+
+    # -- the loop's interface --------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        model = SyncLM(self.lm_config)
+        if self.config.init:
+            load_weights(model, read_pretrained(self.config.init)[1], self.config.init)
+        return model
+
+    def model_config(self) -> dict[str, Any]:
+        return config_to_dict(self.lm_config, MODEL_TYPE)
+
+    def before_step(self, model: nn.Module, step: int, batch_size: int, rank: int, world_size: int) -> None:
+        pass
+
+    def batch(self, step: int, batch_size: int, rank: int, world_size: int) -> LSMBatch:
+        first = (step * world_size + rank) * batch_size
+        return self.encode([self.example(first + i) for i in range(batch_size)])
+
+    def loss(self, model: nn.Module, batch: LSMBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        text_logits, audio_logits = model(batch.audio_in, batch.text_in, batch.listen, batch.role)
+        text_loss = F.cross_entropy(text_logits.flatten(0, 1), batch.text_target.flatten())
+        audio_loss = F.cross_entropy(audio_logits.flatten(0, 2), batch.audio_target.flatten())
+        return text_loss + audio_loss, {"text": text_loss.item(), "audio": audio_loss.item()}
+
+    def on_checkpoint(self, model: nn.Module, folder: Path, step: int) -> None:
+        """Make the checkpoint a complete agent folder."""
+        self.tokenizer.save(folder)
+        for part, source in (("codec", self.config.codec), ("listen", self.config.listen)):
+            if not (folder / part).exists():
+                shutil.copytree(source, folder / part, ignore=shutil.ignore_patterns("README.md"))
+
+    # -- examples ---------------------------------------------------------------
+
+    @cached_property
+    def _samples(self) -> int:
+        return (self.config.ticks + 2 + self.lm_config.acoustic_delay) * TICK_SAMPLES
+
+    def example(self, index: int) -> Example:
+        """The index-th example: pure function of (seed, index)."""
+        c = self.config
+        rng = np.random.default_rng([c.seed, index, 7])
+        speech = speak_words(training_sentence(c.seed, index), AGENT_VOICE)
+        n = self._samples
+        start_tick = int(rng.integers(1, 8))
+        agent = np.zeros(n, np.float32)
+        placed = speech.audio[: n - start_tick * TICK_SAMPLES]
+        agent[start_tick * TICK_SAMPLES : start_tick * TICK_SAMPLES + len(placed)] = placed
+        words = [(w.text, start_tick + w.start * SAMPLE_RATE / TICK_SAMPLES) for w in speech.words]
+        user = np.zeros(n, np.float32)
+        kind = "tts"
+        if c.listening:
+            kind, cut_tick = self._user_event(rng, user, start_tick, start_tick + len(placed) / TICK_SAMPLES, agent)
+            if cut_tick is not None:
+                fade = np.linspace(1.0, 0.0, 160, dtype=np.float32)
+                cut = cut_tick * TICK_SAMPLES
+                agent[cut : cut + 160] *= fade[: len(agent[cut : cut + 160])]
+                agent[cut + 160 :] = 0.0
+                words = [(w, t) for w, t in words if t < cut_tick]
+        return Example(agent, user, self._text_stream(words), kind)
+
+    def _user_event(self, rng, user, speech_start, speech_end, agent) -> tuple[str, int | None]:
+        """Write a user event into `user`; returns (kind, tick where the agent's speech is cut, or None)."""
+        c = self.config
+        if speech_end - speech_start < 6:
+            return "clean", None
+        onset = int(rng.integers(int(speech_start) + 3, int(speech_end) - 1))
+        draw = rng.random()
+        if draw < c.interrupt_prob:
+            text = COMMANDS[int(rng.integers(len(COMMANDS)))] if rng.random() < 0.5 else training_sentence(
+                c.seed + 1, int(rng.integers(1 << 30)))
+            self._place(user, synthesize(text, random_voice(rng, held_out=False)), onset, agent, rng)
+            return "interruption", onset + int(rng.integers(c.stop_ticks[0], c.stop_ticks[1] + 1))
+        if draw < c.interrupt_prob + c.backchannel_prob:
+            self._place(user, synthesize(BACKCHANNELS[int(rng.integers(len(BACKCHANNELS)))],
+                                         random_voice(rng, held_out=False)), onset, agent, rng)
+            return "backchannel", None
+        if draw < c.interrupt_prob + c.backchannel_prob + c.noise_prob:
+            noise = coloured_noise(rng, len(user))
+            user += noise * _rms(agent) / 10 ** (rng.uniform(*c.snr_db) / 20)
+            return "noise", None
+        return "clean", None
+
+    def _place(self, user: np.ndarray, audio: np.ndarray, tick: int, agent: np.ndarray, rng) -> None:
+        loud = np.flatnonzero(np.abs(audio) > 0.01)
+        audio = audio[loud[0] :] if len(loud) else audio
+        start = tick * TICK_SAMPLES
+        part = audio[: len(user) - start]
+        level = _rms(agent) * 10 ** (rng.uniform(-6, 6) / 20) / _rms(part)
+        user[start : start + len(part)] += part * level
+
+    def _text_stream(self, words: list[tuple[str, float]]) -> np.ndarray:
+        """Target text token per position: each word's tokens from `text_lead` ticks before its audio."""
+        c, d = self.config, self.lm_config.acoustic_delay
+        stream = np.full(c.ticks, PAD, dtype=np.int64)
+        position = 0
+        for (word, tick), tokens in zip(words, self.tokenizer.encode_words([w for w, _ in words])):
+            position = max(position, int(tick) - c.text_lead - 1 - d, 0)
+            for token in tokens:
+                if position >= c.ticks:
+                    return stream
+                stream[position] = token
+                position += 1
+        return stream
+
+    @torch.no_grad()
+    def encode(self, examples: list[Example]) -> LSMBatch:
+        """Codec tokens of the agent, listen features of the user, aligned as the model reads them."""
+        T, d = self.config.ticks, self.lm_config.acoustic_delay
+        codes = self.codec.encode(torch.from_numpy(np.stack([e.agent for e in examples])))  # (B, Q, T+2+d)
+        target = torch.cat([codes[:, :1, 1 + d : T + 1 + d], codes[:, 1:, 1 : T + 1]], dim=1)
+        audio_in = torch.full_like(target, self.lm_config.audio_bos)
+        audio_in[:, :, 1:] = target[:, :, :-1]
+        text_target = torch.from_numpy(np.stack([e.text for e in examples]))
+        text_in = torch.zeros_like(text_target)
+        text_in[:, 1:] = text_target[:, :-1]
+        user = torch.from_numpy(np.stack([e.user[: T * TICK_SAMPLES] for e in examples]))
+        listen = self.listen_encoder.encode(user).reshape(len(examples), T, -1)
+        return LSMBatch(audio_in, target, text_in, text_target, listen, torch.zeros(len(examples), dtype=torch.long))
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-9
+
+
+PRESETS: dict[str, tuple[LSMStageConfig, TrainConfig]] = {
+    "default": (LSMStageConfig(), TrainConfig(steps=6000, batch_size=8, lr=6e-4, lr_warmup_steps=200, checkpoint_minutes=5)),
+    "listen": (
+        LSMStageConfig(listening=True),
+        TrainConfig(steps=4000, batch_size=8, lr=3e-4, lr_warmup_steps=100, checkpoint_minutes=5),
+    ),
+}
+"""Named settings: `default` is stage 1 (tts) from scratch; `listen` is stage 2, which
+needs --init pointing at a stage 1 checkpoint folder."""
+CONFIG_CLASS = LSMStageConfig
+
+
+def build_stage(config: LSMStageConfig) -> LSMStage:
+    return LSMStage(config)
