@@ -10,13 +10,21 @@ input samples yields exactly n * out/in output samples.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from math import gcd
 
 import numpy as np
 import torch
-import torchaudio.functional as AF
+import torchaudio.transforms as T
 
 _LOWPASS_WIDTH = 6  # torchaudio's default filter width, in zero crossings
+
+
+@lru_cache(maxsize=16)
+def _resampler(from_rate: int, to_rate: int) -> T.Resample:
+    """torchaudio's resampler with its sinc kernel built once per rate pair; building it costs
+    more than applying it to a short utterance (data generation resamples thousands)."""
+    return T.Resample(from_rate, to_rate)
 
 
 def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
@@ -24,7 +32,8 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     audio = np.asarray(audio, dtype=np.float32)
     if from_rate == to_rate:
         return audio
-    out = AF.resample(torch.from_numpy(np.ascontiguousarray(audio)), from_rate, to_rate)
+    with torch.no_grad():
+        out = _resampler(from_rate, to_rate)(torch.from_numpy(np.ascontiguousarray(audio)))
     return out.numpy()
 
 

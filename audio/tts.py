@@ -114,9 +114,12 @@ class TimedWord:
     end: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Speech:
-    """Synthesised speech trimmed to the voice: audio starts at the first word's onset and ends at the last word's offset."""
+    """Synthesised speech trimmed to the voice: audio starts at the first word's onset and ends at the last word's offset.
+
+    eq=False: it holds an array, and arrays do not compare with ==.
+    """
 
     audio: np.ndarray
     words: tuple[TimedWord, ...]
@@ -151,15 +154,18 @@ def speak_words(text: str, voice: Voice = Voice(), sample_rate: int = SAMPLE_RAT
     except EspeakLibraryError as exc:
         raise TTSError(str(exc)) from None
     audio = raw.audio.astype(np.float32) / 32768.0
-    token_starts = _token_start_samples(tokens, raw.words)
+    token_starts = _token_start_samples(tokens, raw.words, len(raw.audio))
     frame = max(1, round(_ENERGY_FRAME_S * raw.sample_rate))
     loud = _loud_frames(audio, frame)
     spans = []
     for i, (start, word) in enumerate(token_starts):
         stop = token_starts[i + 1][0] if i + 1 < len(token_starts) else len(audio)
-        span = _loud_span(loud, start // frame, -(-stop // frame))
+        # frames wholly before the next word's onset; a word loud up to there runs into the next one
+        first_frame, stop_frame = start // frame, max(start // frame + 1, stop // frame)
+        span = _loud_span(loud, first_frame, stop_frame)
         if span is not None:
-            spans.append((word, max(span[0] * frame, start), min(span[1] * frame, stop)))
+            end = stop if span[1] == stop_frame else min(span[1] * frame, stop)
+            spans.append((word, max(span[0] * frame, start), end))
     if not spans:
         return Speech(np.zeros(0, dtype=np.float32), (), sample_rate)
     first, last = spans[0][1], spans[-1][2]
@@ -168,15 +174,39 @@ def speak_words(text: str, voice: Voice = Voice(), sample_rate: int = SAMPLE_RAT
     return Speech(out, words, sample_rate)
 
 
-def _token_start_samples(tokens: list[tuple[int, str]], events: list[WordEvent]) -> list[tuple[int, str]]:
-    """(start sample, token) for every token espeak-ng spoke; a token it split into several words starts at the first."""
+def _token_start_samples(
+    tokens: list[tuple[int, str]], events: list[WordEvent], total_samples: int
+) -> list[tuple[int, str]]:
+    """(start sample, token) for every token espeak-ng spoke.
+
+    A token espeak-ng splits (e.g. "twenty-one") gets several events and starts
+    at the first. Unstressed words that espeak-ng joins to the word before
+    ("most of", "had to") get no event of their own: either the joined word
+    has a second event, pointing back into the word before, where they begin,
+    or the joined word's span is shared among its tokens in proportion to
+    their letters (these are short function words, so the estimate stays
+    within a few tens of milliseconds).
+    """
     offsets = [offset for offset, _ in tokens]
-    starts: dict[int, int] = {}
+    own: dict[int, list[int]] = {}
     for event in events:
         index = bisect.bisect_right(offsets, event.char_index) - 1
         if index >= 0 and event.char_index < offsets[index] + len(tokens[index][1]):
-            starts.setdefault(index, event.sample)
-    return [(starts[i], tokens[i][1]) for i in sorted(starts)]
+            own.setdefault(index, []).append(event.sample)
+    starts: list[int | None] = [None] * len(tokens)
+    surplus: list[int] = []
+    for i in range(len(tokens)):
+        if i in own:
+            starts[i], surplus = own[i][0], own[i][1:]
+        elif surplus:
+            starts[i] = surplus.pop(0)
+    anchors = [i for i, s in enumerate(starts) if s is not None] + [len(tokens)]
+    for j, k in zip(anchors, anchors[1:]):
+        end = starts[k] if k < len(tokens) else total_samples
+        weights = np.cumsum([max(1, sum(c.isalpha() for c in tokens[i][1])) for i in range(j, k)])
+        for i in range(j + 1, k):
+            starts[i] = starts[j] + round((end - starts[j]) * weights[i - j - 1] / weights[-1])
+    return [(s, tokens[i][1]) for i, s in enumerate(starts) if s is not None]
 
 
 def _loud_frames(audio: np.ndarray, frame: int) -> np.ndarray:

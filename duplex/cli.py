@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "duplex.server.command",
     "duplex.chat",
     "training.train_cli",
+    "training.data_cli",
 ]
 
 OUR_PACKAGES = {"duplex", "audio", "models", "clock", "training"}

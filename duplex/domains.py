@@ -255,8 +255,8 @@ class Exchange:
 
 
 def _sentence(text: str) -> str:
-    """Capitalise the first letter, as written text does."""
-    return text[:1].upper() + text[1:]
+    """Capitalise the first letter of every sentence, as written text does."""
+    return re.sub(r"(^|[.!?]\s+)([a-z])", lambda m: m[1] + m[2].upper(), text)
 
 
 def _pick(rng: np.random.Generator, options):
