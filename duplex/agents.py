@@ -1,6 +1,7 @@
 """Choosing an agent by name: what `--model` means on every command.
 
-"baseline" is the cascaded half-duplex baseline (duplex/baseline.py); learned
+"baseline" is the cascaded half-duplex baseline (duplex/baseline.py) ending turns
+after 500 ms of silence, "baseline-smart-turn" the same with Smart Turn v3.2; learned
 models are selected by the path of their checkpoint folder
 (models/agent_checkpoint.py describes its layout).
 """
@@ -11,7 +12,7 @@ import os
 
 from duplex.agent import Agent
 
-AGENT_CHOICES = ("baseline",)
+AGENT_CHOICES = ("baseline", "baseline-smart-turn")
 DEFAULT_MODEL = "baseline"
 
 
@@ -21,10 +22,11 @@ class UnknownModelError(Exception):
 
 def load_agent(model: str, virtual_clock: bool, fixed_latency_s: float | None = None) -> Agent:
     """The agent for a --model value, set up for the given clock."""
-    if model == "baseline":
+    if model in AGENT_CHOICES:
         from duplex.baseline import CascadedBaseline
 
-        return CascadedBaseline(virtual_clock=virtual_clock, fixed_latency_s=fixed_latency_s)
+        end_of_turn = "smart_turn" if model == "baseline-smart-turn" else "silence"
+        return CascadedBaseline(virtual_clock=virtual_clock, end_of_turn=end_of_turn, fixed_latency_s=fixed_latency_s)
     if os.path.isdir(model):  # a checkpoint of another kind fails here with a clear CheckpointError
         from duplex.lm_agent import SpeechLMAgent
 

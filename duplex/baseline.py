@@ -1,13 +1,18 @@
 """The cascaded half-duplex baseline: VAD end-pointing -> Whisper ASR -> responder -> espeak-ng TTS.
 
 This is the design most voice stacks ship, and the reference every learned
-model is measured against; it is not the product's model. Per session it is
-a small state machine:
+model is measured against; it is not the product's model. It ends the
+user's turn in one of two ways: after a fixed silence (500 ms, the common
+default), or as the best cascaded stacks do, by asking Smart Turn v3.2
+(audio/smart_turn.py) at each pause whether the turn sounds finished, with a
+3 s silence as the fallback. Per session it is a small state machine:
 
-    LISTENING --user speech--> USER_TURN --silence >= end_of_turn_s--> THINKING
+    LISTENING --user speech--> USER_TURN --end of turn--> THINKING
     THINKING --ASR+responder+TTS done--> SPEAKING --audio played--> LISTENING
     SPEAKING --user speech >= barge_in_s--> USER_TURN (interrupted)
-    THINKING --user speaks again--> USER_TURN (the pending answer is dropped)
+    THINKING --user speaks again--> USER_TURN (the pending answer is dropped,
+                                                the turn's audio is kept)
+    THINKING --Smart Turn: not finished--> USER_TURN
 
 The default responder answers the dialogue domains of duplex/domains.py, so
 the baseline and the learned models face the same dialogues.
@@ -27,6 +32,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from audio.asr import transcribe
+from audio.smart_turn import end_of_turn_probability
 from audio.tts import Voice, synthesize
 from audio.vad import VAD_FRAME_S, SpeechGate, StreamingVAD
 from clock.offload import Job, Offloader
@@ -38,6 +44,11 @@ class Responder(Protocol):
 
     def respond(self, text: str) -> str | None: ...
 
+
+END_OF_TURN_MODES = ("silence", "smart_turn")
+SMART_TURN_THRESHOLD = 0.5
+SMART_TURN_FALLBACK_S = 3.0
+"""In Smart Turn mode, a silence this long ends the turn whatever the model said (pipecat's default)."""
 
 PRE_ROLL_S = 0.3
 """Audio kept from before the detected onset, so ASR hears the first phoneme."""
@@ -79,6 +90,8 @@ class BaselineState(AgentState):
     utterance: Utterance | None = None
     say_queue: list[tuple[str, str]] = field(default_factory=list)
     overlap_windows: int = 0
+    turn_checked: bool = False
+    """Smart Turn has judged the user's current silence (it runs once per pause)."""
 
 
 class CascadedBaseline(Agent):
@@ -90,12 +103,19 @@ class CascadedBaseline(Agent):
         virtual_clock: bool,
         responder: Responder | None = None,
         voice: Voice = Voice("en-us", "m3", speed=175),
+        end_of_turn: str = "silence",
         end_of_turn_s: float = 0.5,
         barge_in_s: float = 0.15,
         fixed_latency_s: float | None = None,
     ):
+        if end_of_turn not in END_OF_TURN_MODES:
+            raise ValueError(f"end_of_turn must be one of {END_OF_TURN_MODES}")
         self.responder = responder or DomainResponder()
         self.voice = voice
+        self.smart_turn = end_of_turn == "smart_turn"
+        if self.smart_turn:
+            self.name = "baseline-smart-turn"
+            end_of_turn_s = SMART_TURN_FALLBACK_S
         self.end_of_turn_windows = max(1, round(end_of_turn_s / VAD_FRAME_S))
         self.barge_in_windows = max(1, round(barge_in_s / VAD_FRAME_S))
         self.offloader = Offloader(virtual_clock, self.tick_ms / 1000.0, fixed_latency_s=fixed_latency_s)
@@ -139,34 +159,47 @@ class CascadedBaseline(Agent):
             return self._play(s)
 
         if s.mode is Mode.THINKING:
+            s.turn.append(listen)  # until answered, the user's turn may go on: keep its audio
             if user_active:  # the user was not done: keep listening, drop the pending answer
                 s.job.future.cancel()
                 if s.pending_say is not None:  # say it after this user turn instead
                     s.say_queue.insert(0, s.pending_say)
                 s.job, s.pending_say = None, None
                 s.mode = Mode.USER_TURN
-            else:
-                ready, result = self.offloader.poll(s.job, s.tick)
-                if ready:
-                    text, audio, heard = result
-                    if heard:
-                        s.events.append({"type": "user.transcript", "text": heard})
-                    s.job = None
-                    if len(audio):
-                        s.utterance = Utterance(text, audio, say_id=s.pending_say[1] if s.pending_say else None)
-                        s.pending_say = None
-                        s.events.append({"type": "agent.transcript.delta", "text": text})
-                        s.mode = Mode.SPEAKING
-                        return self._play(s)
-                    self._finish_say_without_audio(s)
-                    s.mode = Mode.LISTENING
                 return self._silence(s)
+            ready, result = self.offloader.poll(s.job, s.tick)
+            if not ready:
+                return self._silence(s)
+            s.job = None
+            if result is None:  # Smart Turn judged the turn unfinished: wait for more, or the fallback
+                s.mode = Mode.USER_TURN
+                return self._silence(s)
+            text, audio, heard = result
+            s.turn = []
+            if heard:
+                s.events.append({"type": "user.transcript", "text": heard})
+            if len(audio):
+                s.utterance = Utterance(text, audio, say_id=s.pending_say[1] if s.pending_say else None)
+                s.pending_say = None
+                s.events.append({"type": "agent.transcript.delta", "text": text})
+                s.mode = Mode.SPEAKING
+                return self._play(s)
+            self._finish_say_without_audio(s)
+            s.mode = Mode.LISTENING
+            return self._silence(s)
 
         if s.mode is Mode.USER_TURN:
             s.turn.append(listen)
-            if not user_active and s.gate.silence_windows >= self.end_of_turn_windows:
-                audio = np.concatenate(s.turn)
-                s.turn = []
+            if user_active:
+                s.turn_checked = False
+                return self._silence(s)
+            silence = s.gate.silence_windows
+            audio = np.concatenate(s.turn)
+            if self.smart_turn and not s.turn_checked and silence >= s.gate.hangover_windows:
+                s.turn_checked = True
+                s.job = self.offloader.submit(lambda: self._answer_if_complete(audio), s.tick)
+                s.mode = Mode.THINKING
+            elif silence >= self.end_of_turn_windows:
                 s.job = self.offloader.submit(lambda: self._answer(audio), s.tick)
                 s.mode = Mode.THINKING
             return self._silence(s)
@@ -182,6 +215,10 @@ class CascadedBaseline(Agent):
         return self._silence(s)
 
     # -- jobs (run off the tick loop) -----------------------------------------
+
+    def _answer_if_complete(self, audio: np.ndarray) -> tuple[str, np.ndarray, str] | None:
+        """Smart Turn first; the answer only when it judges the turn complete (None otherwise)."""
+        return self._answer(audio) if end_of_turn_probability(audio) > SMART_TURN_THRESHOLD else None
 
     def _answer(self, audio: np.ndarray) -> tuple[str, np.ndarray, str]:
         heard, _ = transcribe(audio)

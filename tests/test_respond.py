@@ -101,3 +101,25 @@ def test_respond_refuses_missing_and_huge_input(tmp_path, capsys, monkeypatch):
     assert main(["respond", str(tmp_path / "long.wav"), "-o", str(tmp_path / "o.wav")]) == 1
     assert "longer than" in capsys.readouterr().err
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_smart_turn_mode_answers_when_the_model_says_the_turn_is_over(speech):
+    from audio.smart_turn import end_of_turn_probability
+
+    question = speech["arithmetic"]
+    complete = end_of_turn_probability(np.concatenate([question, np.zeros(3200, np.float32)])) > 0.5
+    agent = CascadedBaseline(virtual_clock=True, end_of_turn="smart_turn", fixed_latency_s=0.3)
+    user = place(8.0, (0.5, question))
+    r = respond_audio(agent, user)
+    m = dialogue_metrics(np.stack([r.agent_audio, user], axis=1))
+    latency = m["response_latency"]["median_s"]
+    # judged complete at the first pause: about the VAD hangover + compute; otherwise the 3 s fallback
+    assert (latency < 1.2) if complete else (latency > 3.0)
+    assert next(e["text"] for e in r.events if e["type"] == "agent.transcript.delta") == "Seven plus five is twelve."
+
+
+def test_end_of_turn_probability_is_a_probability(speech):
+    from audio.smart_turn import end_of_turn_probability
+
+    values = [end_of_turn_probability(speech[k]) for k in ("question", "short", "long")]
+    assert all(0.0 <= v <= 1.0 for v in values) and len(set(values)) == 3
