@@ -26,25 +26,30 @@ and listen encoder copied in), so `duplex respond --model FOLDER` runs it.
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from audio.tts import Voice, speak_words, synthesize
 from models.checkpoint import config_to_dict, load_weights, read_pretrained
-from models.codec import Codec, load_codec
-from models.listen_encoder import ListenEncoder, load_listen_encoder
+from models.codec import load_codec
+from models.listen_encoder import load_listen_encoder
 from models.lm import MODEL_TYPE, SyncLM, SyncLMConfig
-from models.text_tokenizer import PAD, TextTokenizer
+from models.text_tokenizer import TextTokenizer
+from training.speech_lm_batches import (
+    BatchMaker,
+    Example,
+    LMBatch,
+    complete_agent_folder,
+    fitted_lm_config,
+    lm_loss,
+    tokenizer_corpus,
+)
 from training.speech_source import coloured_noise, random_voice
 from training.speech_text import training_sentence
 from training.trainer import TrainConfig
@@ -52,7 +57,6 @@ from training.trainer import TrainConfig
 COMMANDS = ("stop", "wait", "hold on", "stop please", "wait a second", "sorry, hold on")
 BACKCHANNELS = ("mm-hmm", "yeah", "right", "okay", "uh-huh")
 AGENT_VOICE = Voice("en-us", None, 165, 45)
-TOKENIZER_SENTENCES = 4000
 
 
 @dataclass(frozen=True)
@@ -77,43 +81,14 @@ class LSMStageConfig:
     seed: int = 0
 
 
-@dataclass
-class LSMBatch:
-    audio_in: torch.Tensor  # (B, Q, T) model-aligned tokens of the previous position
-    audio_target: torch.Tensor  # (B, Q, T)
-    text_in: torch.Tensor  # (B, T)
-    text_target: torch.Tensor  # (B, T)
-    listen: torch.Tensor  # (B, T, listen_dim)
-    role: torch.Tensor  # (B,)
-
-
-@dataclass
-class Example:
-    """One example before encoding: the two channels and the agent's text stream."""
-
-    agent: np.ndarray
-    user: np.ndarray
-    text: np.ndarray  # (T,) target text tokens
-    kind: str
-
-
 class LSMStage:
     def __init__(self, config: LSMStageConfig):
         self.config = config
         self.name = "lsm-listen" if config.listening else "lsm-tts"
-        self.codec: Codec = load_codec(config.codec)
-        self.listen_encoder: ListenEncoder = load_listen_encoder(config.listen)
-        self.tokenizer = TextTokenizer.train(
-            (training_sentence(config.seed, i) for i in range(TOKENIZER_SENTENCES)), config.vocab_size
-        )
-        lc = self.listen_encoder.config
-        self.lm_config = dataclasses.replace(
-            config.lm,
-            listen_dim=lc.d_model * lc.frames_per_tick,
-            n_codebooks=self.codec.config.n_q,
-            codebook_size=self.codec.config.codebook_size,
-            text_vocab_size=self.tokenizer.vocab_size,
-        )
+        codec, listen = load_codec(config.codec), load_listen_encoder(config.listen)
+        self.tokenizer = TextTokenizer.train(tokenizer_corpus(config.seed), config.vocab_size)
+        self.lm_config = fitted_lm_config(config.lm, codec, listen, self.tokenizer)
+        self.batches = BatchMaker(codec, listen, self.tokenizer, self.lm_config, config.ticks, config.text_lead)
 
     # -- the loop's interface --------------------------------------------------
 
@@ -129,35 +104,24 @@ class LSMStage:
     def before_step(self, model: nn.Module, step: int, batch_size: int, rank: int, world_size: int) -> None:
         pass
 
-    def batch(self, step: int, batch_size: int, rank: int, world_size: int) -> LSMBatch:
+    def batch(self, step: int, batch_size: int, rank: int, world_size: int) -> LMBatch:
         first = (step * world_size + rank) * batch_size
-        return self.encode([self.example(first + i) for i in range(batch_size)])
+        return self.batches.encode([self.example(first + i) for i in range(batch_size)])
 
-    def loss(self, model: nn.Module, batch: LSMBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        text_logits, audio_logits = model(batch.audio_in, batch.text_in, batch.listen, batch.role)
-        text_loss = F.cross_entropy(text_logits.flatten(0, 1), batch.text_target.flatten())
-        audio_loss = F.cross_entropy(audio_logits.flatten(0, 2), batch.audio_target.flatten())
-        return text_loss + audio_loss, {"text": text_loss.item(), "audio": audio_loss.item()}
+    def loss(self, model: nn.Module, batch: LMBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        return lm_loss(model, batch)
 
     def on_checkpoint(self, model: nn.Module, folder: Path, step: int) -> None:
-        """Make the checkpoint a complete agent folder."""
-        self.tokenizer.save(folder)
-        for part, source in (("codec", self.config.codec), ("listen", self.config.listen)):
-            if not (folder / part).exists():
-                shutil.copytree(source, folder / part, ignore=shutil.ignore_patterns("README.md"))
+        complete_agent_folder(folder, self.tokenizer, self.config.codec, self.config.listen)
 
     # -- examples ---------------------------------------------------------------
-
-    @cached_property
-    def _samples(self) -> int:
-        return (self.config.ticks + 2 + self.lm_config.acoustic_delay) * TICK_SAMPLES
 
     def example(self, index: int) -> Example:
         """The index-th example: pure function of (seed, index)."""
         c = self.config
         rng = np.random.default_rng([c.seed, index, 7])
         speech = speak_words(training_sentence(c.seed, index), AGENT_VOICE)
-        n = self._samples
+        n = self.batches.samples
         start_tick = int(rng.integers(1, 8))
         agent = np.zeros(n, np.float32)
         placed = speech.audio[: n - start_tick * TICK_SAMPLES]
@@ -173,7 +137,7 @@ class LSMStage:
                 agent[cut : cut + 160] *= fade[: len(agent[cut : cut + 160])]
                 agent[cut + 160 :] = 0.0
                 words = [(w, t) for w, t in words if t < cut_tick]
-        return Example(agent, user, self._text_stream(words), kind)
+        return Example(agent, user, words, kind=kind)
 
     def _user_event(self, rng, user, speech_start, speech_end, agent) -> tuple[str, int | None]:
         """Write a user event into `user`; returns (kind, tick where the agent's speech is cut, or None)."""
@@ -204,35 +168,6 @@ class LSMStage:
         part = audio[: len(user) - start]
         level = _rms(agent) * 10 ** (rng.uniform(-6, 6) / 20) / _rms(part)
         user[start : start + len(part)] += part * level
-
-    def _text_stream(self, words: list[tuple[str, float]]) -> np.ndarray:
-        """Target text token per position: each word's tokens from `text_lead` ticks before its audio."""
-        c, d = self.config, self.lm_config.acoustic_delay
-        stream = np.full(c.ticks, PAD, dtype=np.int64)
-        position = 0
-        for (word, tick), tokens in zip(words, self.tokenizer.encode_words([w for w, _ in words])):
-            position = max(position, int(tick) - c.text_lead - 1 - d, 0)
-            for token in tokens:
-                if position >= c.ticks:
-                    return stream
-                stream[position] = token
-                position += 1
-        return stream
-
-    @torch.no_grad()
-    def encode(self, examples: list[Example]) -> LSMBatch:
-        """Codec tokens of the agent, listen features of the user, aligned as the model reads them."""
-        T, d = self.config.ticks, self.lm_config.acoustic_delay
-        codes = self.codec.encode(torch.from_numpy(np.stack([e.agent for e in examples])))  # (B, Q, T+2+d)
-        target = torch.cat([codes[:, :1, 1 + d : T + 1 + d], codes[:, 1:, 1 : T + 1]], dim=1)
-        audio_in = torch.full_like(target, self.lm_config.audio_bos)
-        audio_in[:, :, 1:] = target[:, :, :-1]
-        text_target = torch.from_numpy(np.stack([e.text for e in examples]))
-        text_in = torch.zeros_like(text_target)
-        text_in[:, 1:] = text_target[:, :-1]
-        user = torch.from_numpy(np.stack([e.user[: T * TICK_SAMPLES] for e in examples]))
-        listen = self.listen_encoder.encode(user).reshape(len(examples), T, -1)
-        return LSMBatch(audio_in, target, text_in, text_target, listen, torch.zeros(len(examples), dtype=torch.long))
 
 
 def _rms(x: np.ndarray) -> float:

@@ -1,0 +1,147 @@
+"""What the speech LM trains on, made the same way by every stage that trains it.
+
+A stage (listen-while-speaking, full-duplex dialogue) produces `Example`s:
+the agent's channel (what the model must say), the user's channel (what it
+hears) and the agent's words with the tick each starts at. `BatchMaker` turns
+them into token tensors aligned as the model reads them at run time
+(duplex/lm_agent.py states the contract):
+
+- codec tokens: the column at position t holds codebook 0 of frame t and
+  codebooks 1.. of frame t - d, where frame f is the agent's audio of tick
+  f + 1 + d (d = the acoustic delay); the model reads last position's column;
+- text stream: each word's tokens start `text_lead` ticks before its audio,
+  one token per tick, <pad> elsewhere (Moshi's inner monologue);
+- listen features: the frozen listen encoder on the user's channel.
+
+It also owns what the stages share around it: the tokenizer's corpus, the
+LM config that fits the frozen parts, the loss, and the checkpoint hook that
+makes every checkpoint a complete agent folder (models/agent_checkpoint.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audio.frames import TICK_SAMPLES
+from models.codec import Codec
+from models.listen_encoder import ListenEncoder
+from models.lm import SyncLMConfig
+from models.text_tokenizer import PAD, TextTokenizer
+from training.speech_text import training_sentence
+
+TOKENIZER_SENTENCES = 4000
+
+
+@dataclass
+class Example:
+    agent: np.ndarray
+    """The channel the model speaks, (ticks + 2 + d) ticks of 16 kHz audio."""
+    user: np.ndarray
+    """The channel it hears, same length."""
+    words: list[tuple[str, float]]
+    """The agent's words and the tick (fractional) at which each starts."""
+    role: int = 0
+    kind: str = ""
+
+
+@dataclass
+class LMBatch:
+    audio_in: torch.Tensor  # (B, Q, T) the previous position's column
+    audio_target: torch.Tensor  # (B, Q, T)
+    text_in: torch.Tensor  # (B, T)
+    text_target: torch.Tensor  # (B, T)
+    listen: torch.Tensor  # (B, T, listen_dim)
+    role: torch.Tensor  # (B,)
+
+
+def tokenizer_corpus(seed: int) -> list[str]:
+    """Text the tokenizer learns its merges from: the sentence stream and the dialogue domains."""
+    from duplex.domains import DOMAINS, SPLITS, sample_exchange
+
+    rng = np.random.default_rng(seed)
+    texts = [training_sentence(seed, i) for i in range(TOKENIZER_SENTENCES)]
+    for domain in DOMAINS:
+        for _ in range(200):
+            ex = sample_exchange(rng, domain, SPLITS[0])
+            texts += [ex.question_text, ex.answer_text]
+    return texts
+
+
+def fitted_lm_config(base: SyncLMConfig, codec: Codec, listen: ListenEncoder, tokenizer: TextTokenizer) -> SyncLMConfig:
+    """The LM config with the sizes the frozen parts dictate."""
+    lc = listen.config
+    return dataclasses.replace(
+        base,
+        listen_dim=lc.d_model * lc.frames_per_tick,
+        n_codebooks=codec.config.n_q,
+        codebook_size=codec.config.codebook_size,
+        text_vocab_size=tokenizer.vocab_size,
+    )
+
+
+class BatchMaker:
+    def __init__(self, codec: Codec, listen: ListenEncoder, tokenizer: TextTokenizer, lm_config: SyncLMConfig,
+                 ticks: int, text_lead: int):
+        self.codec, self.listen, self.tokenizer = codec, listen, tokenizer
+        self.lm_config, self.ticks, self.text_lead = lm_config, ticks, text_lead
+
+    @property
+    def samples(self) -> int:
+        """Length every Example's channels must have."""
+        return (self.ticks + 2 + self.lm_config.acoustic_delay) * TICK_SAMPLES
+
+    def text_stream(self, words: list[tuple[str, float]]) -> np.ndarray:
+        """Target text token per position: each word's tokens from `text_lead` ticks before its audio."""
+        d = self.lm_config.acoustic_delay
+        stream = np.full(self.ticks, PAD, dtype=np.int64)
+        position = 0
+        for (_, tick), tokens in zip(words, self.tokenizer.encode_words([w for w, _ in words])):
+            first = int(tick) - self.text_lead - 1 - d
+            if first < 0 and position == 0 and tick < self.text_lead + 1 + d:
+                first = 0  # a word already under way at the window's start still shows
+            position = max(position, first)
+            for token in tokens:
+                if position >= self.ticks:
+                    return stream
+                stream[position] = token
+                position += 1
+        return stream
+
+    @torch.no_grad()
+    def encode(self, examples: list[Example]) -> LMBatch:
+        T, d = self.ticks, self.lm_config.acoustic_delay
+        codes = self.codec.encode(torch.from_numpy(np.stack([e.agent for e in examples])))  # (B, Q, T+2+d)
+        target = torch.cat([codes[:, :1, 1 + d : T + 1 + d], codes[:, 1:, 1 : T + 1]], dim=1)
+        audio_in = torch.full_like(target, self.lm_config.audio_bos)
+        audio_in[:, :, 1:] = target[:, :, :-1]
+        text_target = torch.from_numpy(np.stack([self.text_stream(e.words) for e in examples]))
+        text_in = torch.zeros_like(text_target)
+        text_in[:, 1:] = text_target[:, :-1]
+        user = torch.from_numpy(np.stack([e.user[: T * TICK_SAMPLES] for e in examples]))
+        listen = self.listen.encode(user).reshape(len(examples), T, -1)
+        role = torch.tensor([e.role for e in examples], dtype=torch.long)
+        return LMBatch(audio_in, target, text_in, text_target, listen, role)
+
+
+def lm_loss(model: nn.Module, batch: LMBatch) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy of the text stream plus the mean over codebooks of the audio tokens."""
+    text_logits, audio_logits = model(batch.audio_in, batch.text_in, batch.listen, batch.role)
+    text_loss = F.cross_entropy(text_logits.flatten(0, 1), batch.text_target.flatten())
+    audio_loss = F.cross_entropy(audio_logits.flatten(0, 2), batch.audio_target.flatten())
+    return text_loss + audio_loss, {"text": text_loss.item(), "audio": audio_loss.item()}
+
+
+def complete_agent_folder(folder: Path, tokenizer: TextTokenizer, codec_path: str, listen_path: str) -> None:
+    """Put the tokenizer and copies of the frozen parts beside a checkpoint's LM weights."""
+    tokenizer.save(folder)
+    for part, source in (("codec", codec_path), ("listen", listen_path)):
+        if not (folder / part).exists():
+            shutil.copytree(source, folder / part, ignore=shutil.ignore_patterns("README.md"))
