@@ -43,8 +43,9 @@ class Recording:
         self._next = 0  # where the next agent frame goes if it arrives in time
 
     def sent(self, audio: np.ndarray) -> None:
+        """A chunk just captured: its last sample is now, so the first was len(audio) samples ago."""
         if self.start is None:
-            self.start = time.monotonic()
+            self.start = time.monotonic() - len(audio) / SAMPLE_RATE
         self.user.append(audio)
 
     def received(self, frame: AgentFrame) -> None:
@@ -64,14 +65,16 @@ class Recording:
 
 
 async def wav_chunks(path: str, tail_s: float):
-    """The WAV at 16 kHz, then tail_s of silence, in CHUNK_S pieces paced by the wall clock."""
+    """The WAV at 16 kHz, then tail_s of silence, in CHUNK_S pieces, each given out when a
+    microphone would have finished capturing it (absolute deadlines)."""
     audio, rate = read_mono(path)
     audio = np.concatenate([resample(audio, rate, SAMPLE_RATE), np.zeros(int(tail_s * SAMPLE_RATE), np.float32)])
     step = int(CHUNK_S * SAMPLE_RATE)
     began = time.monotonic()
     for i in range(0, len(audio), step):
-        yield audio[i : i + step]
-        await asyncio.sleep(max(0.0, began + (i + step) / SAMPLE_RATE - time.monotonic()))
+        chunk = audio[i : i + step]
+        await asyncio.sleep(max(0.0, began + (i + len(chunk)) / SAMPLE_RATE - time.monotonic()))
+        yield chunk
 
 
 async def microphone_chunks(seconds: float, device: int | str | None):

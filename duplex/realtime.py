@@ -140,8 +140,9 @@ class RealtimeEngine:
             late_before = self.loop.stats.late_ticks
             try:
                 self.loop.run_one(lambda n: stepped.extend(self._tick()))
-            except Exception:  # a bug in a hook: report it, keep time for everyone else
+            except Exception:  # a bug in a hook: report it, skip the tick, keep time for everyone else
                 log.exception("tick failed")
+                self.loop.next_tick += 1
                 continue
             self._charge(stepped, self.loop.stats.compute_ms[-1], self.loop.stats.late_ticks > late_before)
 

@@ -1,9 +1,9 @@
 """Running the real server for tests, and a raw protocol client that records what it gets.
 
 `ServerThread` runs a `VoiceServer` on its own event loop in a thread of the
-test process (fast to start; any agent object). `ServerProcess` runs it as a
-separate process (`duplex serve` or tests/serve_echo_tone.py) for what only a
-process shows: memory, signals, logs. Both bind 127.0.0.1 on a port the OS
+test process (fast to start; any agent object). `server_process` runs it as a
+separate process (`duplex serve`, or tests/serve_echo_tone.py for the tests'
+agent) for what only a process shows: memory, signals, logs. Both bind 127.0.0.1 on a port the OS
 picks. `Recorder` is deliberately not the project's client library: the
 conformance tests speak raw WebSocket frames, as a stranger's client would.
 """
@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -29,8 +25,14 @@ from websockets.exceptions import ConnectionClosed
 
 from duplex.agent import Agent
 from duplex.server.app import ServerConfig, VoiceServer
+from duplex.server.process import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def echo_tone_process(*extra: str) -> ServerProcess:
+    """A server process serving EchoToneAgent."""
+    return ServerProcess([sys.executable, "-m", "tests.serve_echo_tone", *extra], cwd=ROOT)
 
 
 class ServerThread:
@@ -71,68 +73,6 @@ class ServerThread:
             self._ready.set()
         await self._stop.wait()
         await self.server.stop()
-
-
-class ServerProcess:
-    """A server process; `url` is parsed from the line it announces itself with."""
-
-    def __init__(self, args: list[str], env: dict[str, str] | None = None):
-        self.args = args
-        self.env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
-        self.proc: subprocess.Popen | None = None
-        self.url = ""
-        self.stderr_lines: list[str] = []
-
-    @classmethod
-    def duplex_serve(cls, *extra: str, env: dict[str, str] | None = None) -> "ServerProcess":
-        return cls([sys.executable, "-m", "duplex.cli", "serve", "--port", "0", *extra], env)
-
-    @classmethod
-    def echo_tone(cls, *extra: str) -> "ServerProcess":
-        return cls([sys.executable, "-m", "tests.serve_echo_tone", *extra])
-
-    def __enter__(self) -> "ServerProcess":
-        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._read_stderr, daemon=True).start()
-        for line in self.proc.stdout:
-            found = re.search(r"voice API on (\S+)", line)
-            if found:
-                self.url = found.group(1)
-                break
-        if not self.url:
-            self.proc.wait(10)
-            raise RuntimeError("server did not start:\n" + "".join(self.stderr_lines[-20:]))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def _read_stderr(self) -> None:
-        for line in self.proc.stderr:
-            self.stderr_lines.append(line)
-
-    def log_events(self) -> list[dict[str, Any]]:
-        """The structured log lines so far."""
-        events = []
-        for line in list(self.stderr_lines):
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                pass
-        return events
-
-    def rss_mb(self) -> float:
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024
-
-    def threads(self) -> int:
-        return len(os.listdir(f"/proc/{self.proc.pid}/task"))
 
 
 @dataclass

@@ -14,7 +14,8 @@ import signal
 import numpy as np
 import pytest
 
-from tests.server_support import Recorder, ServerProcess, stream_realtime
+from duplex.server.process import ServerProcess
+from tests.server_support import Recorder, stream_realtime
 
 pytestmark = pytest.mark.slow
 

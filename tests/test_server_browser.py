@@ -18,7 +18,8 @@ from audio.tts import Voice
 from audio.wav import write_wav
 from tests.cdp import Chromium, find_chromium
 from tests.conftest import place, trimmed_speech
-from tests.server_support import ROOT, ServerProcess
+from duplex.server.process import ServerProcess
+from tests.server_support import ROOT
 
 pytestmark = [
     pytest.mark.slow,
@@ -33,9 +34,8 @@ def test_browser_page_talks_to_the_agent(tmp_path: Path):
     # Chromium loops the file: one sentence, then enough silence for the agent's whole answer.
     write_wav(microphone, place(12.0, (0.5, trimmed_speech("hello there, how are you today", Voice("en-us", "f2")))), 16000)
     with ServerProcess.duplex_serve() as server:
-        page = server.url.replace("ws://", "http://").replace("/v1/duplex", "/")
         with Chromium(find_chromium(), tmp_path / "profile", microphone) as browser:
-            browser.navigate(page)
+            browser.navigate(server.page_url())
             browser.evaluate("document.getElementById('start').click()", user_gesture=True)
             heard = browser.wait_for("window.duplexStatus().eventCounts['user.speech.started'] >= 1", 30)
             if browser.wait_for("window.duplexStatus().eventCounts['agent.speech.started'] >= 1", 45):

@@ -22,7 +22,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from duplex.server.protocol import MAX_FRAME_BYTES
-from tests.server_support import Recorder, ServerProcess, pcm
+from tests.server_support import Recorder, echo_tone_process, pcm
 
 pytestmark = pytest.mark.slow
 
@@ -89,7 +89,7 @@ def jitter_ms(times: list[float]) -> np.ndarray:
 
 
 def test_fuzz_while_another_session_streams():
-    with ServerProcess.echo_tone() as server:
+    with echo_tone_process() as server:
 
         async def go():
             streamer = await Recorder.open(server.url)
