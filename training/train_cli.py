@@ -4,6 +4,7 @@
     duplex train listen --run-dir ~/.cache/duplex/runs/listen
     duplex train lsm    --run-dir ~/.cache/duplex/runs/lsm-tts        (stage 1: speak given text)
     duplex train lsm    --preset listen --init RUN/checkpoints/latest --run-dir ~/.cache/duplex/runs/lsm-listen
+    duplex train dialogue --init LSM_RUN/checkpoints/latest --data DATA_DIR --run-dir ~/.cache/duplex/runs/dialogue
     torchrun --nproc-per-node 4 -m training.train_cli codec --run-dir RUN   (same run, 4 processes)
 
 A run folder remembers its settings (run.json). Running the same command
@@ -22,12 +23,19 @@ from types import ModuleType
 from typing import Any
 
 from models.checkpoint import build_dataclass, read_json, write_json
-from training import codec_stage, listen_stage, lsm_stage
+from training import codec_stage, dialogue_stage, listen_stage, lsm_stage
 from training.trainer import TrainConfig, Trainer
 
-STAGES: dict[str, ModuleType] = {"codec": codec_stage, "listen": listen_stage, "lsm": lsm_stage}
+STAGES: dict[str, ModuleType] = {
+    "codec": codec_stage,
+    "listen": listen_stage,
+    "lsm": lsm_stage,
+    "dialogue": dialogue_stage,
+}
 """Each stage module has PRESETS {name: (stage config, TrainConfig)}, CONFIG_CLASS and build_stage(config)."""
 
+STAGE_PATH_FLAGS = ("init", "data")
+"""Flags that set a path in the stage's own config, for the stages that have that field."""
 FREE_TO_CHANGE = {"steps", "threads", "checkpoint_minutes", "checkpoint_every", "log_every"}
 TRAIN_FLAGS = ("steps", "batch_size", "lr", "seed", "threads", "checkpoint_minutes", "checkpoint_every", "log_every")
 
@@ -50,7 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-minutes", type=float)
     p.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
     p.add_argument("--log-every", type=int)
-    p.add_argument("--init", help="checkpoint folder whose weights start the run (stages that take one, e.g. lsm)")
+    p.add_argument("--init", help="checkpoint folder whose weights start the run (lsm, dialogue)")
+    p.add_argument("--data", help="dataset folder made by `duplex data generate` (dialogue)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run)
 
@@ -67,11 +76,12 @@ def resolve_settings(args: argparse.Namespace, stored: dict[str, Any] | None) ->
         settings = {"stage": args.stage, "preset": preset, "stage_config": dataclasses.asdict(stage_config),
                     "train": dataclasses.asdict(train_config)}
         settings["train"].update(given)
-        init = getattr(args, "init", None)
-        if init is not None:
-            if "init" not in settings["stage_config"]:
-                raise TrainSettingsError(f"stage {args.stage} does not start from a checkpoint (--init)")
-            settings["stage_config"]["init"] = str(Path(init).expanduser().resolve())
+        for flag in STAGE_PATH_FLAGS:
+            value = getattr(args, flag, None)
+            if value is not None:
+                if flag not in settings["stage_config"]:
+                    raise TrainSettingsError(f"stage {args.stage} takes no --{flag}")
+                settings["stage_config"][flag] = str(Path(value).expanduser().resolve())
         return settings
     if stored.get("stage") != args.stage:
         raise TrainSettingsError(f"{args.run_dir} is a {stored.get('stage')!r} run, not {args.stage!r}")

@@ -1,0 +1,72 @@
+"""The full-duplex dialogue stage on tiny parts and a dialogue made by the data generator."""
+
+import numpy as np
+import pytest
+import torch
+
+from audio.frames import TICK_SAMPLES
+from models.codec import Codec, CodecConfig, save_codec
+from models.listen_encoder import ListenConfig, ListenEncoder, save_listen_encoder
+from models.lm import SyncLMConfig
+from training.dataset import DataError
+from training.dialogue_stage import DialogueStage, DialogueStageConfig
+from training.generate import generate
+from training.render import RenderConfig
+from training.trainer import TrainConfig, Trainer
+
+TINY_LM = SyncLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                       intermediate_size=48, sliding_window=64)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("dialogue")
+    save_codec(Codec(CodecConfig(n_filters=4, dimension=16, n_q=2, codebook_size=16, lstm_layers=0)), root / "codec")
+    save_listen_encoder(ListenEncoder(ListenConfig(d_model=16, layers=1, heads=2, window=8)), root / "listen")
+    generate(root / "data", hours=40 / 3600, config=RenderConfig(seed=1, dialogue_s=20.0, split_fractions=(1.0, 0.0, 0.0)),
+             workers=1, progress=False)
+    return root
+
+
+def stage(root, **kw):
+    return DialogueStage(DialogueStageConfig(lm=TINY_LM, codec=str(root / "codec"), listen=str(root / "listen"),
+                                             data=str(root / "data"), ticks=60, vocab_size=300, **kw))
+
+
+def test_windows_carry_the_speakers_words_and_roles_swap_channels(setup):
+    s = stage(setup, user_role_prob=0.5, max_listen_delay=0)
+    roles = {}
+    for i in range(20):
+        e = s.example(i)
+        roles.setdefault(e.role, e)
+        assert len(e.agent) == len(e.user) == s.batches.samples
+    assert set(roles) == {0, 1}
+    for e in roles.values():
+        # the words given for the spoken channel sound on it: each word's first tick is louder than the
+        # channel's quietest ticks (noise floor)
+        level = np.sqrt(np.mean(e.agent.reshape(-1, TICK_SAMPLES) ** 2, axis=1))
+        floor = np.percentile(level, 10)
+        ticks = [int(t) for _, t in e.words if 0 <= t < len(level) - 1]
+        assert ticks, "the window holds words of the side it speaks"
+        assert np.mean([max(level[t], level[t + 1]) > 3 * floor + 1e-4 for t in ticks]) > 0.9
+
+
+def test_late_hearing_delays_the_heard_channel(setup):
+    s = stage(setup, user_role_prob=0.0, max_listen_delay=3)
+    delays = {int(s.example(i).kind.split("delay")[1]) for i in range(30)}
+    assert delays == {0, 1, 2, 3}
+
+
+def test_a_few_steps_lower_the_loss(setup, tmp_path):
+    trainer = Trainer(stage(setup), TrainConfig(steps=10, batch_size=2, lr=3e-3, lr_warmup_steps=1, log_every=1),
+                      tmp_path / "run", progress=False)
+    trainer.run()
+    log = trainer.folder.read_log()
+    assert np.mean([r["loss"] for r in log[-3:]]) < np.mean([r["loss"] for r in log[:3]])
+
+
+def test_missing_data_is_a_clear_error(setup, tmp_path):
+    with pytest.raises(DataError, match="duplex data generate"):
+        DialogueStage(DialogueStageConfig(lm=TINY_LM, codec=str(setup / "codec"), listen=str(setup / "listen"),
+                                          data=str(tmp_path / "nothing")))
