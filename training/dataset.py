@@ -92,6 +92,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a dataset is meant to be read by others
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
