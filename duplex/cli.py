@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "duplex.chat",
     "training.train_cli",
     "training.data_cli",
+    "training.eval_cli",
 ]
 
 OUR_PACKAGES = {"duplex", "audio", "models", "clock", "training"}

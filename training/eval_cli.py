@@ -1,0 +1,109 @@
+"""`duplex eval`: agents side by side on Full-Duplex-Bench-style cases made from held-out phrasings and voices.
+
+    duplex eval --models baseline,baseline-smart-turn,RUNS/dialogue/checkpoints/latest --cases 10
+
+For each agent, runs every case through `duplex respond` (virtual clock, the
+latency a live user would meet) and measures pause handling, smooth
+turn-taking, backchannels, interruptions and answer accuracy (Whisper +
+the domain checker). Writes one table (markdown and JSON) and plots to the
+output folder (default docs/eval).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from duplex.agents import load_agent
+from models.checkpoint import write_json
+from training.eval_cases import make_cases
+from training.evaluate import run_cases, summarise
+
+COLUMNS = [
+    ("pause_takeover_rate", "pause TOR ↓"),
+    ("turn_takeover_rate", "turn TOR ↑"),
+    ("turn_latency_median_s", "response latency (s) ↓"),
+    ("backchannels_per_min", "backchannels / min"),
+    ("backchannel_takeover_rate", "backchannel TOR ↓"),
+    ("stop_latency_median_s", "stop latency (s) ↓"),
+    ("interruption_responded_rate", "answers the interruption ↑"),
+    ("answer_accuracy", "answers correct ↑"),
+]
+
+
+class EvalError(Exception):
+    """Bad evaluation arguments."""
+
+
+def table(rows: dict[str, dict]) -> str:
+    head = "| model | " + " | ".join(label for _, label in COLUMNS) + " |\n"
+    head += "|---|" + "---:|" * len(COLUMNS) + "\n"
+    fmt = lambda v: "-" if v is None else f"{v}"  # noqa: E731
+    return head + "".join(f"| {m} | " + " | ".join(fmt(r[k]) for k, _ in COLUMNS) + " |\n" for m, r in rows.items())
+
+
+def plot(rows: dict[str, dict], latencies: dict[str, list[float]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    rates = [k for k, _ in COLUMNS if k.endswith("_rate") or k == "answer_accuracy"]
+    width = 0.8 / max(1, len(rows))
+    for i, (model, row) in enumerate(rows.items()):
+        axes[0].bar([j + i * width for j in range(len(rates))], [row[k] or 0 for k in rates], width, label=model)
+        if latencies[model]:
+            axes[1].hist(latencies[model], bins=20, range=(0, 4), alpha=0.5, label=model)
+    axes[0].set_xticks([j + 0.4 - width / 2 for j in range(len(rates))])
+    axes[0].set_xticklabels([dict(COLUMNS)[k] for k in rates], rotation=30, ha="right", fontsize=8)
+    axes[0].set_ylim(0, 1)
+    axes[0].legend(fontsize=8)
+    axes[0].set_title("rates per category")
+    axes[1].set_xlabel("response latency after the user's end of turn (s)")
+    axes[1].legend(fontsize=8)
+    axes[1].set_title("response latency")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("eval", help="agents side by side on Full-Duplex-Bench-style cases",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="baseline,baseline-smart-turn",
+                   help="comma-separated agents: baseline, baseline-smart-turn, or checkpoint folders")
+    p.add_argument("--cases", type=int, default=10, help="cases per category (default 10)")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("docs/eval"), help="output folder (default docs/eval)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.cases < 1:
+        raise EvalError("--cases must be at least 1")
+    models = [m for m in args.models.split(",") if m]
+    agents = {m: load_agent(m, virtual_clock=True) for m in models}  # fail early on a bad --models
+    cases = make_cases(args.cases, args.seed, args.split)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, latencies, details = {}, {}, {}
+    for model, agent in agents.items():
+        results = []
+        for case in tqdm(cases, desc=model, unit="case"):
+            results += run_cases(agent, [case], args.seed)
+        agent.close()
+        rows[model] = summarise(results)
+        latencies[model] = [r.measures["latency_s"] for r in results
+                            if r.category == "turn" and r.measures.get("latency_s") is not None]
+        details[model] = [asdict(r) for r in results]
+    write_json(args.out / "eval.json", {"cases_per_category": args.cases, "split": args.split, "seed": args.seed,
+                                        "summary": rows, "cases": details})
+    (args.out / "eval.md").write_text(table(rows))
+    plot(rows, latencies, args.out / "eval.png")
+    print(table(rows))
+    print(f"wrote {args.out}/eval.md, eval.json, eval.png")
+    return 0
