@@ -42,6 +42,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; checkpoints are shared
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -135,6 +136,7 @@ def save_pretrained(folder: str | os.PathLike, config: dict[str, Any], model: to
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    os.chmod(staging, 0o755)
     try:
         if folder.is_dir():
             for item in folder.iterdir():

@@ -110,3 +110,10 @@ def test_weights_that_do_not_match_the_config_are_refused(tmp_path):
         load_weights(torch.nn.Linear(3, 2), weights, "here")
     with pytest.raises(CheckpointError, match="missing"):
         load_weights(torch.nn.Linear(5, 2), {"weight": weights["weight"]}, "here")
+
+
+def test_checkpoint_files_are_readable_by_others(tmp_path):
+    save_tiny(tmp_path / "ckpt")
+    assert (tmp_path / "ckpt").stat().st_mode & 0o755 == 0o755
+    for name in ("config.json", "model.safetensors"):
+        assert (tmp_path / "ckpt" / name).stat().st_mode & 0o644 == 0o644
