@@ -42,9 +42,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; checkpoints are shared
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; checkpoints are shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
