@@ -51,6 +51,8 @@ async def stream_client(url: str, sample: np.ndarray, offset: int, seconds: floa
         async for message in client.messages():
             if isinstance(message, AgentFrame):
                 run.arrivals.append(message.arrived)
+            elif message.get("type") == "session.stats":
+                run.stats = message  # the last word, should the server close the session early
 
     receiving = asyncio.create_task(receive())
     began = time.monotonic()
@@ -65,7 +67,7 @@ async def stream_client(url: str, sample: np.ndarray, offset: int, seconds: floa
         await asyncio.sleep(max(0.0, began + (i + 1) * tick_s - time.monotonic()))
     await client.close_session()
     await receiving
-    run.stats = client.closed_stats or {}
+    run.stats = client.closed_stats or run.stats
     run.close_code = client.ws.close_code
     return run
 
