@@ -27,6 +27,7 @@ less those of the last `text_lead` ticks, which had not been voiced yet.
 
 from __future__ import annotations
 
+import codecs
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -71,6 +72,8 @@ class LMState(AgentState):
     utterance: Utterance | None = None
     say_queue: deque = field(default_factory=deque)
     silent_ticks: int = 0
+    text_decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    """Turns the text stream's bytes into transcript deltas; a character split over tokens comes out whole."""
     user_recent: int = 0
     """Ticks since the user was last heard speaking (from the session's VAD)."""
 
@@ -130,6 +133,7 @@ class SpeechLMAgent(Agent):
             column = self._sample_audio(audio_logits[b], s.generator)
             s.columns.append(column)
             s.prev_text = self._text_token(s, text_logits[b])
+            self._transcript(s, s.prev_text)
             # the frame that is complete now: codebook 0 from d ticks ago, the rest from this tick
             frames.append(torch.cat([s.columns[0][:1], column[1:]]))
         audio, decode_state = self.m.codec.decode_step(torch.stack(frames), _cat_decode([s.decode for s in states]))
@@ -162,6 +166,12 @@ class SpeechLMAgent(Agent):
         u.said.append((s.tick, forced))
         return forced
 
+    def _transcript(self, s: LMState, token: int) -> None:
+        """agent.transcript.delta for each piece of text the stream adds (PROTOCOL.md)."""
+        delta = s.text_decoder.decode(self.m.tokenizer.token_bytes(token))
+        if delta:
+            s.events.append({"type": "agent.transcript.delta", "text": delta})
+
     def _after(self, s: LMState, audio: np.ndarray) -> None:
         """Speaking flag, interruption and agent.say bookkeeping after a tick."""
         speaking = float(np.sqrt(np.mean(audio**2))) > SPEECH_RMS
@@ -182,7 +192,7 @@ class SpeechLMAgent(Agent):
         voiced_until = s.tick - self.done_silence_ticks - self.text_lead
         spoken = [tok for t, tok in u.said if t <= voiced_until] if interrupted else [tok for _, tok in u.said]
         s.events.append({"type": "agent.say.done", "id": u.say_id, "interrupted": interrupted,
-                         "spoken_text": self.m.tokenizer.decode(spoken)})
+                         "spoken_text": self.m.tokenizer.decode(spoken).strip()})
         s.utterance = None
 
 

@@ -19,6 +19,23 @@ PAD = 0
 TOKENIZER_NAME = "tokenizer.json"
 
 
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, which `tokenizers`' ByteLevel uses: each byte is shown as a printable
+    character (printable ASCII and Latin-1 as themselves, the rest shifted past 255)."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+_UNICODE_TO_BYTE = _byte_level_alphabet()
+
+
 class TextTokenizer:
     def __init__(self, tokenizer: Tokenizer):
         if tokenizer.token_to_id("<pad>") != PAD:
@@ -48,7 +65,12 @@ class TextTokenizer:
         return [self.tokenizer.encode(w).ids for w in words]
 
     def decode(self, ids: Iterable[int]) -> str:
-        return self.tokenizer.decode([i for i in ids if i != PAD]).strip()
+        """Text of the tokens, as they sound: a word's leading space included (strip it where a sentence starts)."""
+        return self.tokenizer.decode([i for i in ids if i != PAD])
+
+    def token_bytes(self, token: int) -> bytes:
+        """The UTF-8 bytes a token stands for (a byte-level token may hold part of a character)."""
+        return bytes(_UNICODE_TO_BYTE[c] for c in self.tokenizer.id_to_token(token)) if token != PAD else b""
 
     def save(self, folder: str | os.PathLike) -> None:
         from models.checkpoint import atomic_path

@@ -86,3 +86,11 @@ def test_a_checkpoint_of_the_wrong_kind_is_a_clear_error(tiny_folder, tmp_path):
         load_agent(str(tmp_path / "c"), virtual_clock=True)
     models = load_agent_models(tiny_folder)
     assert models.lm.config.n_codebooks == models.codec.config.n_q
+
+
+def test_the_text_stream_is_sent_as_transcript_deltas(tiny_folder):
+    agent = load_agent(str(tiny_folder), virtual_clock=True)
+    r = respond_audio(agent, np.zeros(16000 * 3, np.float32), say="hello there ünï")
+    deltas = [e["text"] for e in r.events if e["type"] == "agent.transcript.delta"]
+    # an untrained model also emits text of its own before the utterance starts
+    assert "hello there ünï" in "".join(deltas)
