@@ -50,6 +50,9 @@ SMART_TURN_THRESHOLD = 0.5
 SMART_TURN_FALLBACK_S = 3.0
 """In Smart Turn mode, a silence this long ends the turn whatever the model said (pipecat's default)."""
 
+NOT_UNDERSTOOD = "Sorry, could you say that again?"
+"""What the baseline says to words its responder cannot answer, as deployed voice agents do."""
+
 PRE_ROLL_S = 0.3
 """Audio kept from before the detected onset, so ASR hears the first phoneme."""
 
@@ -222,8 +225,10 @@ class CascadedBaseline(Agent):
 
     def _answer(self, audio: np.ndarray) -> tuple[str, np.ndarray, str]:
         heard, _ = transcribe(audio)
-        reply = self.responder.respond(heard) if heard else None
-        return (reply or "", self._speak(reply) if reply else np.zeros(0, np.float32), heard)
+        if not heard:
+            return "", np.zeros(0, np.float32), heard  # nothing recognisable was said: stay silent
+        reply = self.responder.respond(heard) or NOT_UNDERSTOOD
+        return reply, self._speak(reply), heard
 
     def _speak(self, text: str) -> np.ndarray:
         return synthesize(text, self.voice, self.sample_rate) * 0.9
