@@ -473,7 +473,7 @@ _CAPITALS = (
     ("Saudi Arabia", "Riyadh", (), ()), ("Australia", "Canberra", (), ()), ("New Zealand", "Wellington", (), ()),
     ("Canada", "Ottawa", (), ()), ("the United States", "Washington", (), ("america", "usa")),
     ("Mexico", "Mexico City", (), ()), ("Brazil", "Brasilia", (), ()), ("Argentina", "Buenos Aires", (), ()),
-    ("Chile", "Santiago", (), ()), ("Peru", "Lima", (), ()), ("Colombia", "Bogota", (), ()),
+    ("Chile", "Santiago", (), ()), ("Peru", "Lima", (), ()), ("Colombia", "Bogota", (), ("columbia",)),
     ("Cuba", "Havana", (), ()),
 )
 _CAPITAL_QUESTIONS = Phrasings(
@@ -510,7 +510,7 @@ class Capitals:
         return Reply(answers, Expected.of("all", (capital, *spellings)))
 
     def interpret(self, text: str) -> Reply | None:
-        if not re.search(r"\bcapital\b", text):
+        if not re.search(r"\bcapit[ao]l\b", text):  # transcripts often spell it "capitol"
             return None
         padded = f" {text} "
         matches = [(len(name), entry) for entry in _CAPITALS for name in _country_names(entry) if f" {name} " in padded]

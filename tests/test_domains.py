@@ -167,6 +167,7 @@ def test_responder_answers_transcript_variants_and_ignores_the_rest():
     assert responder.respond("Repeat after me. Yellow garden window.") == "Yellow garden window."
     assert responder.respond("Tell me about elephants.").startswith("Elephants are")
     assert responder.respond("Thank you!") == "You're welcome."
+    assert responder.respond("Which city is Columbia's capitol?") == "The capital of Colombia is Bogota."
     assert responder.respond("The weather is nice today.") is None
     assert responder.respond("") is None
 
