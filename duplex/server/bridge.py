@@ -98,6 +98,7 @@ class EngineBridge:
         self._links: dict[str, SessionLink] = {}
         self._lock = threading.Lock()
         self._stats_every = max(1, round(STATS_INTERVAL_S * 1000 / agent.tick_ms))
+        self._closing: deque[tuple[str, Callable[[dict[str, Any]], None]]] = deque()
 
     def start(self) -> None:
         self.realtime.start()
@@ -121,6 +122,11 @@ class EngineBridge:
             self._links.pop(session_id, None)
         return self.realtime.close_session(session_id)
 
+    def close_between_ticks(self, session_id: str, done: Callable[[dict[str, Any]], None]) -> None:
+        """Stop a session on the tick thread, between two ticks, then call done(final statistics)
+        on the event loop: every frame the session was sent is delivered before, and counted in them."""
+        self._closing.append((session_id, done))
+
     def stats(self, link: SessionLink) -> dict[str, Any]:
         """session.stats fields, plus how much input waits for the clock (input_buffered_ms)."""
         stats = self.realtime.session_stats(link.session.id)
@@ -130,6 +136,9 @@ class EngineBridge:
     # -- hooks, on the tick thread --------------------------------------------
 
     def _before_tick(self) -> None:
+        while self._closing:
+            session_id, done = self._closing.popleft()
+            self.loop.call_soon_threadsafe(done, self.close(session_id))
         with self._lock:
             links = list(self._links.values())
         for link in links:

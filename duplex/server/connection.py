@@ -62,6 +62,8 @@ class Connection:
         self.frames_sent = 0
         self.final_stats: dict[str, Any] | None = None
         self.closing: _CloseItem | None = None
+        self.close_requested = False
+        """session.close arrived; the session ends at the tick thread's next tick boundary."""
         self._says_waiting: list[tuple[str, str]] = []
         self._pending_says = 0
         self._say_count = 0
@@ -78,7 +80,7 @@ class Connection:
         self._send_event({"type": "session.created", **self._description()})
         try:
             async for message in self.ws:
-                if self.closing is not None:
+                if self.closing is not None or self.close_requested:
                     continue  # keep reading so that the closing handshake completes
                 try:
                     self._on_message(message)
@@ -133,9 +135,19 @@ class Connection:
         elif isinstance(request, Say):
             self._on_say(request)
         elif isinstance(request, CloseSession):
-            self._stop_session()
-            self._send_event({"type": "session.closed", "stats": self.final_stats})
-            self.finish(Close.NORMAL, "session closed by the client")
+            self.close_requested = True
+            if self.link is None:
+                self._closed(self.bridge.realtime.session_stats(self.id))
+            else:
+                self.bridge.close_between_ticks(self.id, self._closed)
+
+    def _closed(self, stats: dict[str, Any]) -> None:
+        """The session has stopped ticking after session.close: answer session.closed, close with 1000."""
+        if self.closing is not None:
+            return
+        self.final_stats = stats
+        self._send_event({"type": "session.closed", "stats": stats})
+        self.finish(Close.NORMAL, "session closed by the client")
 
     def _on_audio(self, data: bytes) -> None:
         if len(data) % 2:
