@@ -109,14 +109,16 @@ class Connection:
             self._closer = asyncio.create_task(self.ws.close(code, reason))
 
     def _stop_session(self) -> None:
-        if self.link is not None and self.final_stats is None:
+        if self.final_stats is None:
             self.final_stats = self.bridge.close(self.id)
-        elif self.final_stats is None:
-            self.final_stats = self.bridge.realtime.session_stats(self.id)
 
     def _fail(self, exc: BaseException) -> None:
-        """A fault of the server in this session: tell the client, close with 1011."""
-        self._send_error(ErrorCode.INTERNAL, f"internal server error ({type(exc).__name__}); session closed")
+        """A fault of the server in this session: tell the client, close with 1011 (whatever the error count)."""
+        if self.closing is not None:
+            return
+        self.errors += 1
+        message = f"internal server error ({type(exc).__name__}); session closed"
+        self._send_event({"type": "error", "code": ErrorCode.INTERNAL, "message": message})
         self.finish(Close.INTERNAL, "internal error")
 
     # -- client to server -----------------------------------------------------
@@ -137,7 +139,7 @@ class Connection:
         elif isinstance(request, CloseSession):
             self.close_requested = True
             if self.link is None:
-                self._closed(self.bridge.realtime.session_stats(self.id))
+                self._closed(self.bridge.close(self.id))
             else:
                 self.bridge.close_between_ticks(self.id, self._closed)
 
