@@ -30,9 +30,10 @@ class UnsupportedError(Exception):
 class AgentState:
     """Per-session state every agent keeps; agents subclass it for their own fields.
 
-    `user_speaking` is set by the runtime after every tick from its voice
-    activity detector on the user's input (agents may use it or listen for
-    themselves). `speaking` and `interrupted` are set by the agent on every step: whether
+    `user_vad` (Silero's speech probability for each 32 ms window of this
+    tick's user audio) and `user_speaking` (after hysteresis) are set by the
+    runtime before every step, from its one voice activity detector on the
+    user's input. `speaking` and `interrupted` are set by the agent on every step: whether
     the slice it just returned holds speech, and (when speech ends) whether the
     user's speech made it stop. `events` is an outbox of protocol events
     (dicts with a "type") that the engine drains after each tick.
@@ -40,6 +41,7 @@ class AgentState:
 
     seed: int = 0
     tick: int = 0
+    user_vad: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     user_speaking: bool = False
     speaking: bool = False
     interrupted: bool = False

@@ -34,7 +34,7 @@ import numpy as np
 from audio.asr import transcribe
 from audio.smart_turn import end_of_turn_probability
 from audio.tts import Voice, synthesize
-from audio.vad import VAD_FRAME_S, SpeechGate, StreamingVAD
+from audio.vad import VAD_FRAME_S, SpeechGate
 from clock.offload import Job, Offloader
 from duplex.agent import Agent, AgentState
 from duplex.domains import DomainResponder
@@ -83,7 +83,6 @@ class Utterance:
 @dataclass
 class BaselineState(AgentState):
     mode: Mode = Mode.LISTENING
-    vad: StreamingVAD = field(default_factory=StreamingVAD)
     gate: SpeechGate = field(default_factory=SpeechGate)
     history: list[np.ndarray] = field(default_factory=list)
     turn: list[np.ndarray] = field(default_factory=list)
@@ -147,7 +146,7 @@ class CascadedBaseline(Agent):
         return out
 
     def _step_one(self, s: BaselineState, listen: np.ndarray) -> np.ndarray:
-        probs = s.vad.process(listen)
+        probs = s.user_vad  # the runtime's VAD of this tick (duplex/session.py)
         s.gate.update(probs)
         s.history = (s.history + [listen])[-self._pre_roll_ticks :]
         user_active = s.gate.speaking

@@ -22,9 +22,8 @@ from duplex.session import Session
 
 
 class Engine:
-    def __init__(self, agent: Agent, detect_user_speech: bool = True):
+    def __init__(self, agent: Agent):
         self.agent = agent
-        self.detect_user_speech = detect_user_speech
         self.sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count()
@@ -40,7 +39,6 @@ class Engine:
             self.agent.new_state(seed),
             self.agent.tick_ms,
             self.agent.tick_samples,
-            detect_user_speech=self.detect_user_speech,
         )
         with self._lock:
             self.sessions[session_id] = session
@@ -63,7 +61,7 @@ class Engine:
         result = {}
         for i, session in enumerate(sessions):
             if session.failed is None:
-                session.after_tick(listen[i])
+                session.after_tick()
                 result[session.id] = outputs[i]
         return result
 

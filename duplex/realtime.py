@@ -122,7 +122,7 @@ class RealtimeEngine:
     def _warm_up(self) -> None:
         """Two throwaway ticks on a throwaway engine, so that lazily loaded models (the VAD's, the
         agent's) do not make the first real session's ticks late."""
-        engine = Engine(self.engine.agent, self.engine.detect_user_speech)
+        engine = Engine(self.engine.agent)
         engine.open_session(session_id="warm-up")
         for _ in range(2):
             engine.step()

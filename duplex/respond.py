@@ -34,7 +34,7 @@ class Response:
 
 def respond_audio(agent: Agent, user: np.ndarray, seed: int = 0, say: str | None = None) -> Response:
     """Run one session of `agent` against a 16 kHz user signal on a virtual clock."""
-    engine = Engine(agent, detect_user_speech=True)
+    engine = Engine(agent)
     session = engine.open_session(seed)
     if say is not None:
         agent.say(session.state, say, "say-0")

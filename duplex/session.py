@@ -1,6 +1,11 @@
 """One conversation's runtime state outside the agent: its input buffer,
 voice activity on the user's side, and the protocol events it produces.
 
+The session runs the one Silero VAD of the user's channel: each tick's
+window scores go to the agent (`AgentState.user_vad`, `user_speaking`)
+before it steps, so agents that end-point on voice activity (the cascaded
+baseline) do not run a second detector.
+
 The engine owns sessions; front ends (respond, server, simulator, chat) push
 user audio into `Session.push_input` from any thread and drain
 `Session.events`. Everything here is 16 kHz; rates are converted at the edges.
@@ -26,7 +31,6 @@ class Session:
         state: AgentState,
         tick_ms: int,
         tick_samples: int,
-        detect_user_speech: bool = True,
         max_input_ahead_s: float = 2.0,
     ):
         self.id = session_id
@@ -40,7 +44,7 @@ class Session:
         self._input = TickSlicer(tick_samples)
         self._lock = threading.Lock()
         self._max_ahead = int(round(max_input_ahead_s * 1000 / tick_ms)) * tick_samples
-        self._vad = StreamingVAD() if detect_user_speech else None
+        self._vad = StreamingVAD()
         self._user_gate = SpeechGate()
         self._agent_speaking = False
 
@@ -60,21 +64,22 @@ class Session:
     # -- ticks (engine thread) ----------------------------------------------
 
     def take_input_tick(self) -> np.ndarray:
-        """This tick's user audio; silence (and an underrun counted) when it has not arrived."""
+        """This tick's user audio (silence, and an underrun counted, when it has not arrived),
+        with its voice activity handed to the agent and reported as events."""
         with self._lock:
             tick = self._input.pop_tick()
         if tick is None:
             self.input_underruns += 1
-            return np.zeros(self.tick_samples, dtype=np.float32)
+            tick = np.zeros(self.tick_samples, dtype=np.float32)
+        self.state.user_vad = self._vad.process(tick)
+        for change in self._user_gate.update(self.state.user_vad):
+            self.events.append({"type": f"user.speech.{change}", "tick": self.tick, "t_ms": self.tick * self.tick_ms})
+        self.state.user_speaking = self._user_gate.speaking
         return tick
 
-    def after_tick(self, listen: np.ndarray) -> None:
-        """Turn this tick's voice activity and agent state into protocol events."""
+    def after_tick(self) -> None:
+        """Turn the agent's state after this tick into protocol events."""
         stamp = {"tick": self.tick, "t_ms": self.tick * self.tick_ms}
-        if self._vad is not None:
-            for change in self._user_gate.update(self._vad.process(listen)):
-                self.events.append({"type": f"user.speech.{change}", **stamp})
-            self.state.user_speaking = self._user_gate.speaking
         if self.state.speaking and not self._agent_speaking:
             self.events.append({"type": "agent.speech.started", **stamp})
         elif self._agent_speaking and not self.state.speaking:

@@ -92,7 +92,7 @@ class SessionLink:
 class EngineBridge:
     def __init__(self, agent: Agent, loop: asyncio.AbstractEventLoop):
         self.agent = agent
-        self.engine = Engine(agent, detect_user_speech=True)
+        self.engine = Engine(agent)
         self.realtime = RealtimeEngine(self.engine, self._before_tick, self._after_tick)
         self.loop = loop
         self._links: dict[str, SessionLink] = {}
