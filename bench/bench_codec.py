@@ -70,10 +70,11 @@ def main() -> None:
                 print(f"streaming decode step, {name}, batch {batch}: median {median:.2f} ms, p99 {p99:.2f} ms per tick")
 
     if trained and args.sentences:
-        q = codec_quality(codec, args.sentences)
-        print(f"held-out WER (Whisper small), {q.sentences} sentences: original {100 * q.wer_original:.1f}%, "
-              f"resynthesis {100 * q.wer_resynthesis:.1f}%, gap {100 * q.wer_gap:+.1f} points")
-        print(f"held-out STOI of resynthesis: {q.stoi:.3f}")
+        for voices, agent_voice in (("held-out voices", False), ("agent voice", True)):
+            q = codec_quality(codec, args.sentences, agent_voice)
+            print(f"WER (Whisper small), {q.sentences} held-out sentences, {voices}: original "
+                  f"{100 * q.wer_original:.1f}%, resynthesis {100 * q.wer_resynthesis:.1f}%, gap {100 * q.wer_gap:+.1f} points")
+            print(f"STOI of resynthesis, {voices}: {q.stoi:.3f}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Listening test of a codec: Whisper WER and STOI of resynthesised held-out speech.
 
 Held-out sentences (training/speech_text.py) in held-out voices
-(training/speech_source.py) are spoken by espeak-ng, passed through the codec
+(training/speech_source.py), or in the agent persona's voice, are spoken by espeak-ng, passed through the codec
 (encode, then decode), and both the original and the resynthesis are
 transcribed by the same Whisper judge (audio/asr.py). The codec is as good as
 its WER is close to the original's; STOI (pystoi) measures intelligibility
@@ -20,7 +20,7 @@ from pystoi import stoi
 from audio.asr import transcribe
 from audio.frames import SAMPLE_RATE
 from audio.tts import synthesize
-from duplex.domains import normalize
+from duplex.domains import AGENT_VOICES, normalize
 from models.codec import Codec
 from training.speech_source import random_voice
 from training.speech_text import held_out_sentence
@@ -38,11 +38,13 @@ class CodecQuality:
         return self.wer_resynthesis - self.wer_original
 
 
-def held_out_speech(index: int) -> tuple[str, np.ndarray]:
-    """(text, audio) of held-out example `index`: a held-out sentence in a held-out voice."""
+def held_out_speech(index: int, agent_voice: bool = False) -> tuple[str, np.ndarray]:
+    """(text, audio) of held-out example `index`: a held-out sentence in a held-out voice
+    (or in the agent persona's voice)."""
     rng = np.random.default_rng([index, 3])
     text = held_out_sentence(index)
-    return text, synthesize(text, random_voice(rng, held_out=True))
+    voice = AGENT_VOICES[0] if agent_voice else random_voice(rng, held_out=True)
+    return text, synthesize(text, voice)
 
 
 def resynthesize(codec: Codec, audio: np.ndarray) -> np.ndarray:
@@ -51,10 +53,10 @@ def resynthesize(codec: Codec, audio: np.ndarray) -> np.ndarray:
         return codec.decode(codes)[0, : len(audio)].numpy()
 
 
-def codec_quality(codec: Codec, sentences: int = 100) -> CodecQuality:
+def codec_quality(codec: Codec, sentences: int = 100, agent_voice: bool = False) -> CodecQuality:
     references, originals, resyntheses, scores = [], [], [], []
     for i in range(sentences):
-        text, audio = held_out_speech(i)
+        text, audio = held_out_speech(i, agent_voice)
         resynthesis = resynthesize(codec, audio)
         references.append(" ".join(normalize(text)))
         originals.append(" ".join(normalize(transcribe(audio)[0])))

@@ -39,6 +39,7 @@ from training.speech_source import SpeechBatch, SpeechSource, SpeechSourceConfig
 class CodecStageConfig:
     codec: CodecConfig = field(default_factory=CodecConfig)
     seconds: float = 1.28
+    agent_voice_prob: float = 0.25  # the persona the codec mostly carries
     noise_prob: float = 0.0
     autoencoder_steps: int = 1000
     kmeans_batches: int = 32
@@ -55,7 +56,12 @@ class CodecStage:
     def __init__(self, config: CodecStageConfig):
         self.config = config
         self.source = SpeechSource(
-            SpeechSourceConfig(seconds=config.seconds, seed=config.data_seed, noise_prob=config.noise_prob)
+            SpeechSourceConfig(
+                seconds=config.seconds,
+                seed=config.data_seed,
+                agent_voice_prob=config.agent_voice_prob,
+                noise_prob=config.noise_prob,
+            )
         )
         self.spectral = MultiScaleSpectralLoss(config.codec.sample_rate)
 

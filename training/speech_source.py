@@ -8,8 +8,10 @@ of (seed, i), so a training step's batch can be rebuilt after a restart
 without saving any data-loader state, and every process of a distributed run
 draws its own disjoint examples.
 
-Voices are split: the held-out variants and accent never occur in training,
-so evaluation measures generalisation to unseen speakers.
+Voices are split as the dialogue data splits them: the held-out variants
+never occur in training, so evaluation measures generalisation to unseen
+speakers. A share of the examples can be spoken in the agent's own persona
+voice, which is what the codec mostly has to carry.
 """
 
 from __future__ import annotations
@@ -21,27 +23,26 @@ import torch
 
 from audio.frames import SAMPLE_RATE
 from audio.tts import Voice, synthesize
+from duplex.domains import AGENT_VOICES, USER_ACCENTS, USER_PITCH_RANGE, USER_SPEED_RANGE, USER_VOICE_VARIANTS
 from training.speech_text import held_out_sentence, training_sentence
 
-TRAIN_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-029", "en-us-nyc")
-TRAIN_VARIANTS = (
-    None, "f1", "f2", "f3", "f5", "m1", "m2", "m3", "m4", "m5", "m7", "m8", "klatt", "klatt2", "klatt3",
-    "klatt5", "Alex", "Andrea", "Annie", "aunty", "benjamin", "david", "ed", "edward", "iven", "max",
-    "michel", "paul", "rob", "robert", "steph", "travis", "victor", "norbert", "shelby", "grandma", "grandpa",
-)
-HELD_OUT_ACCENTS = ("en-gb-x-gbcwmd",)
-HELD_OUT_VARIANTS = ("f4", "m6", "klatt4", "anika", "steph2", "john")
+ACCENTS = USER_ACCENTS
+TRAIN_VARIANTS = (None, *USER_VOICE_VARIANTS["train"])
+HELD_OUT_VARIANTS = (*USER_VOICE_VARIANTS["valid"], *USER_VOICE_VARIANTS["test"])
+"""The dialogue data's voice split (duplex/domains.py): voices held out there are held out here too,
+so that no model of the stack has heard the voices the dialogue evaluation speaks with."""
+TRAIN_SPEEDS, TRAIN_PITCHES = (130, 230), (20, 80)  # wider than the dialogue data's, for robustness
 
 
 def random_voice(rng: np.random.Generator, held_out: bool) -> Voice:
-    """A voice from the training or the held-out pool, with a random speed and pitch."""
-    accents = TRAIN_ACCENTS + HELD_OUT_ACCENTS if held_out else TRAIN_ACCENTS
+    """A training voice (wide speed and pitch ranges) or a held-out one (the dialogue data's ranges)."""
     variants = HELD_OUT_VARIANTS if held_out else TRAIN_VARIANTS
+    speeds, pitches = (USER_SPEED_RANGE, USER_PITCH_RANGE) if held_out else (TRAIN_SPEEDS, TRAIN_PITCHES)
     return Voice(
-        name=accents[int(rng.integers(len(accents)))],
+        name=ACCENTS[int(rng.integers(len(ACCENTS)))],
         variant=variants[int(rng.integers(len(variants)))],
-        speed=int(rng.integers(130, 231)),
-        pitch=int(rng.integers(20, 81)),
+        speed=int(rng.integers(speeds[0], speeds[1] + 1)),
+        pitch=int(rng.integers(pitches[0], pitches[1] + 1)),
     )
 
 
@@ -65,6 +66,7 @@ class SpeechSourceConfig:
     seconds: float = 2.56
     seed: int = 0
     held_out: bool = False
+    agent_voice_prob: float = 0.0  # chance of the agent persona's voice (AGENT_VOICES) instead of a random one
     noise_prob: float = 0.0  # chance of coloured noise mixed in
     talker_prob: float = 0.0  # chance of a second voice mixed in
     snr_db: tuple[float, float] = (5.0, 25.0)
@@ -86,7 +88,10 @@ class SpeechSource:
 
     def _speech(self, rng: np.random.Generator, index: int) -> np.ndarray:
         """A random crop (or zero-padded placement) of one sentence, at a random level."""
-        voice = random_voice(rng, self.config.held_out)
+        if rng.random() < self.config.agent_voice_prob:
+            voice = AGENT_VOICES[int(rng.integers(len(AGENT_VOICES)))]
+        else:
+            voice = random_voice(rng, self.config.held_out)
         text = held_out_sentence(index) if self.config.held_out else training_sentence(self.config.seed, index)
         speech = synthesize(text, voice)
         out = np.zeros(self.samples, dtype=np.float32)
