@@ -32,10 +32,9 @@ $(STAMP): pyproject.toml
 test: setup
 	OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -q
 
-## demo: the main job on the shipped default model
+## demo: serve the default agent (voice API + browser page); it prints the page's URL
 demo: setup
-	$(VENV)/bin/duplex respond demos/samples/user_question.wav -o /tmp/duplex-demo-reply.wav --stereo --events
-	$(VENV)/bin/duplex metrics /tmp/duplex-demo-reply.wav
+	$(VENV)/bin/duplex serve
 
 clean:
 	rm -rf $(VENV) *.egg-info
