@@ -13,20 +13,37 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import torch
+from step_timing import time_steps
 
-from audio.frames import TICK_MS  # noqa: E402
-from step_timing import time_steps  # noqa: E402  (bench/ is on the path when run as a script)
-from models.codec import Codec, load_codec  # noqa: E402
-from models.onnx_export import OnnxStep, export_codec_decoder  # noqa: E402
-from training.codec_eval import codec_quality  # noqa: E402
+from audio.frames import TICK_MS
+from models.codec import Codec, load_codec
+from models.onnx_export import OnnxStep, export_codec_decoder
+from training.codec_eval import codec_quality
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "codec"
+
+
+def decode_steps(codec: Codec, onnx_step: OnnxStep, batch: int) -> dict[str, Callable[[], None]]:
+    """One streaming decode tick in torch and in onnxruntime, each carrying its own state."""
+    codes = torch.randint(0, codec.config.codebook_size, (batch, codec.config.n_q))
+    torch_state = codec.new_decode_state(batch)
+    onnx_state = [t.numpy() for t in torch_state.tensors]
+
+    def torch_step() -> None:
+        nonlocal torch_state
+        _, torch_state = codec.decode_step(codes, torch_state)
+
+    def ort_step() -> None:
+        nonlocal onnx_state
+        _, onnx_state = onnx_step(codes.numpy(), onnx_state)
+
+    return {"torch": torch_step, "onnxruntime": ort_step}
 
 
 def main() -> None:
@@ -55,17 +72,7 @@ def main() -> None:
         export_codec_decoder(codec, Path(tmp) / "decoder.onnx")
         onnx_step = OnnxStep(Path(tmp) / "decoder.onnx")
         for batch in (1, 16):
-            codes = torch.randint(0, cfg.codebook_size, (batch, cfg.n_q))
-            torch_state = [codec.new_decode_state(batch)]
-            onnx_state = [[t.numpy() for t in torch_state[0].tensors]]
-
-            def torch_step() -> None:
-                _, torch_state[0] = codec.decode_step(codes, torch_state[0])
-
-            def ort_step() -> None:
-                _, onnx_state[0] = onnx_step(codes.numpy(), onnx_state[0])
-
-            for name, step in (("torch", torch_step), ("onnxruntime", ort_step)):
+            for name, step in decode_steps(codec, onnx_step, batch).items():
                 median, p99 = time_steps(step, n=200)
                 print(f"streaming decode step, {name}, batch {batch}: median {median:.2f} ms, p99 {p99:.2f} ms per tick")
 

@@ -14,19 +14,38 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
+from step_timing import time_steps
 
-from models.listen_encoder import ListenEncoder, load_listen_encoder  # noqa: E402
-from models.onnx_export import OnnxStep, export_listen_step  # noqa: E402
-from step_timing import time_steps  # noqa: E402  (bench/ is on the path when run as a script)
-from training.ctc_probe import CONDITIONS, compare  # noqa: E402
+from models.listen_encoder import ListenEncoder, load_listen_encoder
+from models.onnx_export import OnnxStep, export_listen_step
+from training.ctc_probe import CONDITIONS, compare
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "listen"
+
+
+def listen_steps(encoder: ListenEncoder, onnx_step: OnnxStep, batch: int) -> dict[str, Callable[[], None]]:
+    """One listen tick in torch and in onnxruntime, each carrying its own state."""
+    audio = torch.randn(batch, encoder.config.tick_samples) * 0.1
+    torch_state = encoder.new_state(batch)
+    onnx_state = [t.numpy() for t in torch_state.tensors()]
+
+    @torch.no_grad()
+    def torch_step() -> None:
+        nonlocal torch_state
+        _, torch_state = encoder.step(audio, torch_state)
+
+    def ort_step() -> None:
+        nonlocal onnx_state
+        _, onnx_state = onnx_step(audio.numpy(), onnx_state)
+
+    return {"torch": torch_step, "onnxruntime": ort_step}
 
 
 def main() -> None:
@@ -48,18 +67,7 @@ def main() -> None:
         export_listen_step(encoder, Path(tmp) / "listen.onnx")
         onnx_step = OnnxStep(Path(tmp) / "listen.onnx")
         for batch in (1, 16):
-            audio = torch.randn(batch, cfg.tick_samples) * 0.1
-            torch_state = [encoder.new_state(batch)]
-            onnx_state = [[t.numpy() for t in torch_state[0].tensors()]]
-
-            @torch.no_grad()
-            def torch_step() -> None:
-                _, torch_state[0] = encoder.step(audio, torch_state[0])
-
-            def ort_step() -> None:
-                _, onnx_state[0] = onnx_step(audio.numpy(), onnx_state[0])
-
-            for name, step in (("torch", torch_step), ("onnxruntime", ort_step)):
+            for name, step in listen_steps(encoder, onnx_step, batch).items():
                 median, p99 = time_steps(step)
                 print(f"listen step, {name}, batch {batch}: median {median:.2f} ms, p99 {p99:.2f} ms per tick")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -26,7 +26,13 @@ from encodec.modules import SEANetDecoder, SEANetEncoder
 from torch import nn
 
 from audio.frames import SAMPLE_RATE
-from models.checkpoint import config_from_dict, config_to_dict, load_weights, read_pretrained, save_pretrained
+from models.checkpoint import (
+    config_from_dict,
+    config_to_dict,
+    load_weights,
+    read_pretrained,
+    save_pretrained,
+)
 from models.rvq import ResidualVQ
 from models.streaming_seanet import State, StreamingPart, streaming, zero_state
 
@@ -75,10 +81,6 @@ class CodecStreamState:
     """
 
     tensors: State
-    batch: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.batch = self.tensors[0].shape[0] if self.tensors else 0
 
     def reset(self, rows: torch.Tensor | list[int] | None = None) -> None:
         for t in self.tensors:

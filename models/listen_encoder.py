@@ -34,7 +34,13 @@ import torchaudio
 from torch import nn
 
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
-from models.checkpoint import config_from_dict, config_to_dict, load_weights, read_pretrained, save_pretrained
+from models.checkpoint import (
+    config_from_dict,
+    config_to_dict,
+    load_weights,
+    read_pretrained,
+    save_pretrained,
+)
 
 MODEL_TYPE = "duplex-listen-encoder"
 EMPTY_POSITION = -1e9  # key position of a cache slot that holds nothing yet
@@ -101,7 +107,7 @@ class LogMel(nn.Module):
         real, imag = spec.chunk(2, dim=1)
         power = (real.square() + imag.square()).transpose(1, 2) @ self.fbank  # (B, T, n_mels)
         mel = (torch.log(power + 1e-6) + LOG_MEL_OFFSET) / LOG_MEL_SCALE
-        b, t, m = mel.shape
+        b, t, _ = mel.shape
         return mel.reshape(b, t // self.config.mels_per_frame, self.config.frame_dim)
 
 

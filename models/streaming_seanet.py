@@ -18,7 +18,7 @@ the offline output exactly (up to float rounding).
 from __future__ import annotations
 
 import torch
-from encodec.modules import SConv1d, SConvTranspose1d, SLSTM
+from encodec.modules import SLSTM, SConv1d, SConvTranspose1d
 from encodec.modules.seanet import SEANetResnetBlock
 from torch import nn
 

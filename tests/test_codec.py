@@ -8,7 +8,14 @@ import torch
 
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from models.checkpoint import CheckpointError, save_pretrained
-from models.codec import Codec, CodecConfig, CodecInputError, check_sample_rate, load_codec, save_codec
+from models.codec import (
+    Codec,
+    CodecConfig,
+    CodecInputError,
+    check_sample_rate,
+    load_codec,
+    save_codec,
+)
 from models.onnx_export import OnnxStep, export_codec_decoder
 from training.codec_stage import TINY
 
@@ -96,7 +103,7 @@ def test_checkpoint_round_trip(codec, tmp_path):
 
 
 def test_checkpoint_of_another_config_is_refused(codec, tmp_path):
-    wrong = {"model_type": "duplex-codec", **{**TINY_CODEC.__dict__, "dimension": 8, "ratios": list(TINY_CODEC.ratios)}}
+    wrong = {"model_type": "duplex-codec", **TINY_CODEC.__dict__, "dimension": 8, "ratios": list(TINY_CODEC.ratios)}
     save_pretrained(tmp_path / "codec", wrong, codec)
     with pytest.raises(CheckpointError, match="do not match the config"):
         load_codec(tmp_path / "codec")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from training.ctc_probe import ALPHABET, characters, fit_probe, greedy_decode, labels, probe_cer
+from training.ctc_probe import (
+    ALPHABET,
+    characters,
+    fit_probe,
+    greedy_decode,
+    labels,
+    probe_cer,
+)
 
 
 def test_text_becomes_probe_characters():

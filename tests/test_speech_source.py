@@ -6,7 +6,13 @@ import numpy as np
 
 from audio.tts import check_voice
 from duplex.domains import USER_VOICE_VARIANTS
-from training.speech_source import HELD_OUT_VARIANTS, TRAIN_VARIANTS, SpeechSource, SpeechSourceConfig, random_voice
+from training.speech_source import (
+    HELD_OUT_VARIANTS,
+    TRAIN_VARIANTS,
+    SpeechSource,
+    SpeechSourceConfig,
+    random_voice,
+)
 from training.speech_text import held_out_sentence, training_sentence
 
 

@@ -31,8 +31,8 @@ from audio.wav import write_wav
 from models.checkpoint import config_to_dict
 from models.codec import MODEL_TYPE, Codec, CodecConfig
 from training.spectral_loss import MultiScaleSpectralLoss
-from training.trainer import TrainConfig
 from training.speech_source import SpeechBatch, SpeechSource, SpeechSourceConfig
+from training.trainer import TrainConfig
 
 
 @dataclass(frozen=True)

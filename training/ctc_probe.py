@@ -56,7 +56,7 @@ class Utterance:
 
 
 def _at_snr(speech: np.ndarray, interference: np.ndarray, snr_db: float) -> np.ndarray:
-    rms = lambda x: float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) + 1e-9  # noqa: E731
+    rms = lambda x: float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) + 1e-9
     return interference * (rms(speech) / rms(interference) / 10 ** (snr_db / 20))
 
 

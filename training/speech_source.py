@@ -23,7 +23,13 @@ import torch
 
 from audio.frames import SAMPLE_RATE
 from audio.tts import Voice, synthesize
-from duplex.domains import AGENT_VOICES, USER_ACCENTS, USER_PITCH_RANGE, USER_SPEED_RANGE, USER_VOICE_VARIANTS
+from duplex.domains import (
+    AGENT_VOICES,
+    USER_ACCENTS,
+    USER_PITCH_RANGE,
+    USER_SPEED_RANGE,
+    USER_VOICE_VARIANTS,
+)
 from training.speech_text import held_out_sentence, training_sentence
 
 ACCENTS = USER_ACCENTS
