@@ -114,3 +114,9 @@ def test_torchrun_with_two_processes_trains_and_checkpoints(tmp_path):
     codec = load_codec(tmp_path / "checkpoints" / "step-0000004")
     assert codec.config == TINY.codec
     assert [row["step"] for row in RunFolder(tmp_path).read_log()] == [1, 2, 3, 4]
+
+
+def test_latest_link_points_at_the_newest_checkpoint(uninterrupted):
+    link = uninterrupted.folder.checkpoints / "latest"
+    assert link.is_symlink() and link.resolve() == uninterrupted.folder.latest().resolve()
+    assert load_codec(link).config == TINY.codec

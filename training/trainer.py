@@ -12,7 +12,8 @@ for every stage:
   `checkpoints/step-NNNNNNN/` in the Hugging Face layout (config.json +
   model.safetensors, loadable by the model's own loader) plus
   optimizer.safetensors and trainer_state.json; written under a temporary
-  name, renamed, then `latest` is switched atomically. Older ones are pruned.
+  name and renamed, so the newest `step-*` folder is always complete. The
+  symlink `checkpoints/latest` points at it. Older ones are pruned.
 - torchrun: with WORLD_SIZE > 1 the process group is initialised, the model
   is wrapped in DistributedDataParallel and each rank draws its own batches;
   rank 0 alone writes.
@@ -43,7 +44,6 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from models.checkpoint import (
-    CheckpointError,
     atomic_path,
     load_weights,
     read_json,
@@ -183,15 +183,19 @@ class RunFolder:
         self.log = self.root / "log.jsonl"
         self.plot = self.root / "loss.png"
         self.checkpoints = self.root / "checkpoints"
-        self.latest_pointer = self.root / "latest"
+        self.latest_link = self.checkpoints / "latest"
 
     def latest(self) -> Path | None:
-        if not self.latest_pointer.exists():
-            return None
-        folder = self.checkpoints / self.latest_pointer.read_text().strip()
-        if not folder.is_dir():
-            raise CheckpointError(f"{self.latest_pointer} names {folder.name}, which does not exist")
-        return folder
+        """The newest checkpoint folder (checkpoints appear complete, by rename), or None."""
+        folders = sorted(self.checkpoints.glob("step-*"))
+        return folders[-1] if folders else None
+
+    def point_latest_at(self, folder: Path) -> None:
+        """Switch the `checkpoints/latest` symlink atomically (for --init paths and people)."""
+        tmp = self.checkpoints / ".latest.tmp"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(folder.name)
+        os.replace(tmp, self.latest_link)
 
     def read_log(self) -> list[dict[str, float]]:
         if not self.log.exists():
@@ -264,7 +268,7 @@ class Trainer:
         return True
 
     def save_checkpoint(self) -> Path:
-        """Write checkpoint `step` (steps done so far) and point `latest` at it."""
+        """Write checkpoint `step` (steps done so far) and point `checkpoints/latest` at it."""
         name = f"step-{self.step:07d}"
         final = self.folder.checkpoints / name
         staging = self.folder.checkpoints / f".{name}.tmp"
@@ -274,8 +278,7 @@ class Trainer:
         write_json(staging / TRAINER_STATE_NAME, {"step": self.step, "stage": self.stage.name, "seconds": self.seconds})
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
-        with atomic_path(self.folder.latest_pointer) as tmp:
-            tmp.write_text(name + "\n")
+        self.folder.point_latest_at(final)
         for old in sorted(self.folder.checkpoints.glob("step-*"))[:-KEEP_CHECKPOINTS]:
             shutil.rmtree(old, ignore_errors=True)
         self.folder.write_plot(f"{self.stage.name}: {self.folder.root.name}")
