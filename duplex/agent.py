@@ -100,3 +100,19 @@ class Agent(ABC):
 
     def close(self) -> None:
         """Release shared resources (worker threads)."""
+
+
+class PerSessionAgent(Agent):
+    """An agent whose sessions share no computation (the baseline, the scripted user):
+    a tick is `step_one` for each session in turn."""
+
+    def step(self, states: Sequence[AgentState], listen: np.ndarray) -> np.ndarray:
+        out = np.zeros_like(listen)
+        for i, state in enumerate(states):
+            out[i] = self.step_one(state, listen[i])
+            state.tick += 1
+        return out
+
+    @abstractmethod
+    def step_one(self, state: AgentState, listen: np.ndarray) -> np.ndarray:
+        """One tick of one session: its user audio in, its next slice of speech out."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from audio.smart_turn import end_of_turn_probability
 from audio.tts import Voice, synthesize
 from audio.vad import VAD_FRAME_S, SpeechGate
 from clock.offload import Job, Offloader
-from duplex.agent import Agent, AgentState
+from duplex.agent import AgentState, PerSessionAgent
 from duplex.domains import DomainResponder
 
 class Responder(Protocol):
@@ -96,7 +96,7 @@ class BaselineState(AgentState):
     """Smart Turn has judged the user's current silence (it runs once per pause)."""
 
 
-class CascadedBaseline(Agent):
+class CascadedBaseline(PerSessionAgent):
     name = "baseline"
     can_say = True
 
@@ -138,14 +138,7 @@ class CascadedBaseline(Agent):
 
     # -- the tick ------------------------------------------------------------
 
-    def step(self, states: Sequence[AgentState], listen: np.ndarray) -> np.ndarray:
-        out = np.zeros_like(listen)
-        for i, state in enumerate(states):
-            out[i] = self._step_one(state, listen[i])
-            state.tick += 1
-        return out
-
-    def _step_one(self, s: BaselineState, listen: np.ndarray) -> np.ndarray:
+    def step_one(self, s: BaselineState, listen: np.ndarray) -> np.ndarray:
         probs = s.user_vad  # the runtime's VAD of this tick (duplex/session.py)
         s.gate.update(probs)
         s.history = (s.history + [listen])[-self._pre_roll_ticks :]

@@ -25,7 +25,7 @@ import numpy as np
 
 from audio.tts import Voice, synthesize
 from audio.vad import SpeechGate, StreamingVAD
-from duplex.agent import Agent, AgentState
+from duplex.agent import AgentState, PerSessionAgent
 
 BACKCHANNELS = ("mm-hmm", "yeah", "right", "okay")
 END_OF_ANSWER_S = 0.4
@@ -80,7 +80,7 @@ class ScriptedUserState(AgentState):
     answers: list[AnswerSpan] = field(default_factory=list)
 
 
-class ScriptedUser(Agent):
+class ScriptedUser(PerSessionAgent):
     name = "scripted-user"
 
     def __init__(self, scripts: Sequence[Sequence[ScriptLine]], voice: Voice = Voice("en-us", "f2", speed=165),
@@ -95,14 +95,7 @@ class ScriptedUser(Agent):
     def new_state(self, seed: int = 0) -> ScriptedUserState:
         return ScriptedUserState(seed=seed, script=self.scripts[seed % len(self.scripts)])
 
-    def step(self, states: Sequence[AgentState], listen: np.ndarray) -> np.ndarray:
-        out = np.zeros_like(listen)
-        for i, s in enumerate(states):
-            out[i] = self._step_one(s, listen[i])
-            s.tick += 1
-        return out
-
-    def _step_one(self, s: ScriptedUserState, listen: np.ndarray) -> np.ndarray:
+    def step_one(self, s: ScriptedUserState, listen: np.ndarray) -> np.ndarray:
         s.gate.update(s.vad.process(listen))
         partner = s.gate.speaking
         s.partner_ticks = s.partner_ticks + 1 if partner else s.partner_ticks

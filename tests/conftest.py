@@ -9,6 +9,9 @@ import torch
 
 from audio.frames import SAMPLE_RATE
 from audio.tts import Voice, synthesize
+from models.codec import Codec, CodecConfig, save_codec
+from models.listen_encoder import ListenConfig, ListenEncoder, save_listen_encoder
+from models.lm import SyncLMConfig
 
 
 # One thread: tests are small, and OpenMP threads spinning against a busy second core
@@ -41,3 +44,18 @@ def speech():
         "short": trimmed_speech("hello there", Voice("en-us", "f2")),
         "long": trimmed_speech("one two three four five six seven eight nine ten", Voice("en-us", "f2")),
     }
+
+
+TINY_LM = SyncLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                       intermediate_size=48, sliding_window=64)
+"""A speech LM small enough for training stages to run steps in a test."""
+
+
+@pytest.fixture(scope="session")
+def tiny_parts(tmp_path_factory):
+    """A folder with an untrained tiny codec/ and listen/ encoder, the frozen parts the LM stages load."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("parts")
+    save_codec(Codec(CodecConfig(n_filters=4, dimension=16, n_q=2, codebook_size=16, lstm_layers=0)), folder / "codec")
+    save_listen_encoder(ListenEncoder(ListenConfig(d_model=16, layers=1, heads=2, window=8)), folder / "listen")
+    return folder

@@ -2,28 +2,21 @@
 
 import numpy as np
 import pytest
-import torch
 
 from audio.frames import TICK_SAMPLES
-from models.codec import Codec, CodecConfig, save_codec
-from models.listen_encoder import ListenConfig, ListenEncoder, save_listen_encoder
-from models.lm import SyncLMConfig
 from training.dataset import DataError
 from training.dialogue_stage import DialogueStage, DialogueStageConfig
 from training.generate import generate
 from training.render import RenderConfig
 from training.trainer import TrainConfig, Trainer
-
-TINY_LM = SyncLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
-                       intermediate_size=48, sliding_window=64)
-
+from tests.conftest import TINY_LM
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    torch.manual_seed(0)
+def setup(tiny_parts, tmp_path_factory):
+    """The tiny parts beside a dataset of two short dialogues made by the data generator."""
     root = tmp_path_factory.mktemp("dialogue")
-    save_codec(Codec(CodecConfig(n_filters=4, dimension=16, n_q=2, codebook_size=16, lstm_layers=0)), root / "codec")
-    save_listen_encoder(ListenEncoder(ListenConfig(d_model=16, layers=1, heads=2, window=8)), root / "listen")
+    for part in ("codec", "listen"):
+        (root / part).symlink_to(tiny_parts / part)
     generate(root / "data", hours=40 / 3600, config=RenderConfig(seed=1, dialogue_s=20.0, split_fractions=(1.0, 0.0, 0.0)),
              workers=1, progress=False)
     return root

@@ -6,24 +6,14 @@ import torch
 
 from audio.frames import TICK_SAMPLES
 from duplex.agents import load_agent
-from models.codec import Codec, CodecConfig, save_codec
-from models.listen_encoder import ListenConfig, ListenEncoder, save_listen_encoder
-from models.lm import SyncLMConfig
 from models.text_tokenizer import PAD
 from training.lsm_stage import LSMStage, LSMStageConfig
 from training.trainer import TrainConfig, Trainer
+from tests.conftest import TINY_LM
 
-TINY_LM = SyncLMConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
-                       intermediate_size=48, sliding_window=32)
-
-
-@pytest.fixture(scope="module")
-def parts(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("parts")
-    save_codec(Codec(CodecConfig(n_filters=4, dimension=16, n_q=2, codebook_size=16, lstm_layers=0)), folder / "codec")
-    save_listen_encoder(ListenEncoder(ListenConfig(d_model=16, layers=1, heads=2, window=8)), folder / "listen")
-    return folder
+@pytest.fixture
+def parts(tiny_parts):
+    return tiny_parts
 
 
 def stage(parts, **kw):

@@ -24,28 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from audio.frames import TICK_SAMPLES
-from models.checkpoint import config_to_dict, load_weights, read_pretrained
-from models.codec import load_codec
-from models.listen_encoder import load_listen_encoder
-from models.lm import MODEL_TYPE, SyncLM, SyncLMConfig
-from models.text_tokenizer import TextTokenizer
+from models.lm import SyncLMConfig
 from training.dataset import DataError, read_dialogue, read_manifest
-from training.speech_lm_batches import (
-    BatchMaker,
-    Example,
-    LMBatch,
-    complete_agent_folder,
-    fitted_lm_config,
-    lm_loss,
-    tokenizer_corpus,
-)
+from training.speech_lm_stage import Example, SpeechLMStage
 from training.trainer import TrainConfig
 
 AGENT, USER = 0, 1
@@ -69,11 +54,10 @@ class DialogueStageConfig:
     seed: int = 0
 
 
-class DialogueStage:
+class DialogueStage(SpeechLMStage):
     name = "dialogue"
 
     def __init__(self, config: DialogueStageConfig):
-        self.config = config
         data = Path(config.data).expanduser()
         manifest = data / "train.jsonl"
         if not manifest.is_file():
@@ -81,32 +65,7 @@ class DialogueStage:
         self.dialogues = [Path(entry["path"]) for entry in read_manifest(manifest)]
         if not self.dialogues:
             raise DataError(f"{manifest}: lists no dialogues")
-        codec, listen = load_codec(config.codec), load_listen_encoder(config.listen)
-        self.tokenizer = TextTokenizer.train(tokenizer_corpus(config.seed), config.vocab_size)
-        self.lm_config = fitted_lm_config(config.lm, codec, listen, self.tokenizer)
-        self.batches = BatchMaker(codec, listen, self.tokenizer, self.lm_config, config.ticks, config.text_lead)
-
-    def build_model(self) -> nn.Module:
-        model = SyncLM(self.lm_config)
-        if self.config.init:
-            load_weights(model, read_pretrained(self.config.init)[1], self.config.init)
-        return model
-
-    def model_config(self) -> dict[str, Any]:
-        return config_to_dict(self.lm_config, MODEL_TYPE)
-
-    def before_step(self, model: nn.Module, step: int, batch_size: int, rank: int, world_size: int) -> None:
-        pass
-
-    def batch(self, step: int, batch_size: int, rank: int, world_size: int) -> LMBatch:
-        first = (step * world_size + rank) * batch_size
-        return self.batches.encode([self.example(first + i) for i in range(batch_size)])
-
-    def loss(self, model: nn.Module, batch: LMBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        return lm_loss(model, batch)
-
-    def on_checkpoint(self, model: nn.Module, folder: Path, step: int) -> None:
-        complete_agent_folder(folder, self.tokenizer, self.config.codec, self.config.listen)
+        super().__init__(config)
 
     def example(self, index: int) -> Example:
         """The index-th example: a window of a dialogue, possibly role-swapped and with late hearing."""

@@ -27,29 +27,13 @@ and listen encoder copied in), so `duplex respond --model FOLDER` runs it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from audio.tts import Voice, speak_words, synthesize
-from models.checkpoint import config_to_dict, load_weights, read_pretrained
-from models.codec import load_codec
-from models.listen_encoder import load_listen_encoder
-from models.lm import MODEL_TYPE, SyncLM, SyncLMConfig
-from models.text_tokenizer import TextTokenizer
-from training.speech_lm_batches import (
-    BatchMaker,
-    Example,
-    LMBatch,
-    complete_agent_folder,
-    fitted_lm_config,
-    lm_loss,
-    tokenizer_corpus,
-)
+from models.lm import SyncLMConfig
+from training.speech_lm_stage import Example, SpeechLMStage
 from training.speech_source import coloured_noise, random_voice
 from training.speech_text import training_sentence
 from training.trainer import TrainConfig
@@ -81,40 +65,10 @@ class LSMStageConfig:
     seed: int = 0
 
 
-class LSMStage:
+class LSMStage(SpeechLMStage):
     def __init__(self, config: LSMStageConfig):
-        self.config = config
+        super().__init__(config)
         self.name = "lsm-listen" if config.listening else "lsm-tts"
-        codec, listen = load_codec(config.codec), load_listen_encoder(config.listen)
-        self.tokenizer = TextTokenizer.train(tokenizer_corpus(config.seed), config.vocab_size)
-        self.lm_config = fitted_lm_config(config.lm, codec, listen, self.tokenizer)
-        self.batches = BatchMaker(codec, listen, self.tokenizer, self.lm_config, config.ticks, config.text_lead)
-
-    # -- the loop's interface --------------------------------------------------
-
-    def build_model(self) -> nn.Module:
-        model = SyncLM(self.lm_config)
-        if self.config.init:
-            load_weights(model, read_pretrained(self.config.init)[1], self.config.init)
-        return model
-
-    def model_config(self) -> dict[str, Any]:
-        return config_to_dict(self.lm_config, MODEL_TYPE)
-
-    def before_step(self, model: nn.Module, step: int, batch_size: int, rank: int, world_size: int) -> None:
-        pass
-
-    def batch(self, step: int, batch_size: int, rank: int, world_size: int) -> LMBatch:
-        first = (step * world_size + rank) * batch_size
-        return self.batches.encode([self.example(first + i) for i in range(batch_size)])
-
-    def loss(self, model: nn.Module, batch: LMBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        return lm_loss(model, batch)
-
-    def on_checkpoint(self, model: nn.Module, folder: Path, step: int) -> None:
-        complete_agent_folder(folder, self.tokenizer, self.config.codec, self.config.listen)
-
-    # -- examples ---------------------------------------------------------------
 
     def example(self, index: int) -> Example:
         """The index-th example: pure function of (seed, index)."""

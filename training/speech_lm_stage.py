@@ -1,4 +1,4 @@
-"""What the speech LM trains on, made the same way by every stage that trains it.
+"""What every stage that trains the speech LM shares: its batches, its loss, its checkpoints.
 
 A stage (listen-while-speaking, full-duplex dialogue) produces `Example`s:
 the agent's channel (what the model must say), the user's channel (what it
@@ -13,9 +13,12 @@ them into token tensors aligned as the model reads them at run time
   one token per tick, <pad> elsewhere (Moshi's inner monologue);
 - listen features: the frozen listen encoder on the user's channel.
 
-It also owns what the stages share around it: the tokenizer's corpus, the
-LM config that fits the frozen parts, the loss, and the checkpoint hook that
+`SpeechLMStage` is the rest of what such a stage gives the training loop:
+the tokenizer (trained on a fixed corpus, so a resumed run rebuilds the same
+one), the LM config that fits the frozen parts, the model (optionally
+started from another checkpoint), the loss, and the checkpoint hook that
 makes every checkpoint a complete agent folder (models/agent_checkpoint.py).
+A stage subclasses it and says what its examples are.
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from audio.frames import TICK_SAMPLES
-from models.codec import Codec
-from models.listen_encoder import ListenEncoder
-from models.lm import SyncLMConfig
+from typing import Any
+
+from models.checkpoint import config_to_dict, load_weights, read_pretrained
+from models.codec import Codec, load_codec
+from models.listen_encoder import ListenEncoder, load_listen_encoder
+from models.lm import MODEL_TYPE, SyncLM, SyncLMConfig
 from models.text_tokenizer import PAD, TextTokenizer
 from training.speech_text import training_sentence
 
@@ -145,3 +151,45 @@ def complete_agent_folder(folder: Path, tokenizer: TextTokenizer, codec_path: st
     for part, source in (("codec", codec_path), ("listen", listen_path)):
         if not (folder / part).exists():
             shutil.copytree(source, folder / part, ignore=shutil.ignore_patterns("README.md"))
+
+
+class SpeechLMStage:
+    """The training loop's interface for the speech LM; subclasses implement `example(index)`.
+
+    `config` needs the fields lm, codec, listen, init, ticks, text_lead, vocab_size and seed.
+    """
+
+    name = "speech-lm"
+
+    def __init__(self, config: Any):
+        self.config = config
+        codec, listen = load_codec(config.codec), load_listen_encoder(config.listen)
+        self.tokenizer = TextTokenizer.train(tokenizer_corpus(config.seed), config.vocab_size)
+        self.lm_config = fitted_lm_config(config.lm, codec, listen, self.tokenizer)
+        self.batches = BatchMaker(codec, listen, self.tokenizer, self.lm_config, config.ticks, config.text_lead)
+
+    def example(self, index: int) -> Example:
+        """The index-th training example: a pure function of (seed, index)."""
+        raise NotImplementedError
+
+    def build_model(self) -> nn.Module:
+        model = SyncLM(self.lm_config)
+        if self.config.init:
+            load_weights(model, read_pretrained(self.config.init)[1], self.config.init)
+        return model
+
+    def model_config(self) -> dict[str, Any]:
+        return config_to_dict(self.lm_config, MODEL_TYPE)
+
+    def before_step(self, model: nn.Module, step: int, batch_size: int, rank: int, world_size: int) -> None:
+        pass
+
+    def batch(self, step: int, batch_size: int, rank: int, world_size: int) -> LMBatch:
+        first = (step * world_size + rank) * batch_size
+        return self.batches.encode([self.example(first + i) for i in range(batch_size)])
+
+    def loss(self, model: nn.Module, batch: LMBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        return lm_loss(model, batch)
+
+    def on_checkpoint(self, model: nn.Module, folder: Path, step: int) -> None:
+        complete_agent_folder(folder, self.tokenizer, self.config.codec, self.config.listen)
