@@ -1,10 +1,11 @@
 """Silero VAD (v5, the ONNX model shipped by the `silero-vad` package), streaming.
 
 The model scores 512-sample windows (32 ms at 16 kHz) and carries a recurrent
-state plus the last 64 samples of context between windows. `StreamingVAD`
+state plus the last 64 samples of context between windows. `VADState`
 keeps that state, and any remainder shorter than a window, in plain view, so
 feeding audio tick by tick gives exactly the scores that one pass over the
-whole signal gives (`vad_probabilities`).
+whole signal gives (`vad_probabilities`). `process_streams` runs many
+streams (sessions) through the model in one batch.
 """
 
 from __future__ import annotations
@@ -43,31 +44,44 @@ class VADState:
     remainder: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
 
+def process_streams(states: list[VADState], chunks: list[np.ndarray]) -> list[np.ndarray]:
+    """Feed each stream its chunk; returns each stream's scores for the windows it completed.
+
+    All streams go through the model together, one batched call per window
+    position (a tick completes two or three windows per stream), which is
+    what lets one process run the VAD of many sessions every tick.
+    """
+    audios = [np.concatenate([s.remainder, np.asarray(c, dtype=np.float32)]) for s, c in zip(states, chunks)]
+    counts = [len(a) // VAD_WINDOW for a in audios]
+    probs = [np.empty(n, dtype=np.float32) for n in counts]
+    sr = np.array(SAMPLE_RATE, dtype=np.int64)
+    for i in range(max(counts, default=0)):
+        rows = [b for b, n in enumerate(counts) if n > i]
+        windows = [audios[b][i * VAD_WINDOW : (i + 1) * VAD_WINDOW] for b in rows]
+        x = np.stack([np.concatenate([states[b].context, w]) for b, w in zip(rows, windows)])
+        rnn = np.concatenate([states[b].rnn for b in rows], axis=1)
+        out, rnn = _session().run(None, {"input": x, "state": rnn, "sr": sr})
+        for j, (b, w) in enumerate(zip(rows, windows)):
+            probs[b][i] = out[j, 0]
+            states[b].rnn = rnn[:, j : j + 1]
+            states[b].context = w[-VAD_CONTEXT:]
+    for s, a, n in zip(states, audios, counts):
+        s.remainder = a[n * VAD_WINDOW :]
+    return probs
+
+
 class StreamingVAD:
     """Speech probability per 32 ms window of a 16 kHz stream, fed in chunks of any size."""
 
     def __init__(self) -> None:
         self.state = VADState()
-        self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
 
     def reset(self) -> None:
         self.state = VADState()
 
     def process(self, chunk: np.ndarray) -> np.ndarray:
         """Scores for every whole window completed by this chunk (possibly none)."""
-        s = self.state
-        audio = np.concatenate([s.remainder, np.asarray(chunk, dtype=np.float32)])
-        n = len(audio) // VAD_WINDOW
-        probs = np.empty(n, dtype=np.float32)
-        sess = _session()
-        for i in range(n):
-            window = audio[i * VAD_WINDOW : (i + 1) * VAD_WINDOW]
-            x = np.concatenate([s.context, window])[None, :]
-            out, s.rnn = sess.run(None, {"input": x, "state": s.rnn, "sr": self._sr})
-            probs[i] = out[0, 0]
-            s.context = window[-VAD_CONTEXT:]
-        s.remainder = audio[n * VAD_WINDOW :]
-        return probs
+        return process_streams([self.state], [chunk])[0]
 
 
 def vad_probabilities(audio: np.ndarray) -> np.ndarray:

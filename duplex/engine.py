@@ -17,6 +17,7 @@ import threading
 
 import numpy as np
 
+from audio.vad import process_streams
 from duplex.agent import Agent
 from duplex.session import Session
 
@@ -57,6 +58,9 @@ class Engine:
         if not sessions:
             return {}
         listen = np.stack([s.take_input_tick() for s in sessions])
+        scores = process_streams([s.vad_state for s in sessions], list(listen))
+        for session, probs in zip(sessions, scores):
+            session.hear_voice_activity(probs)
         outputs = self._agent_step(sessions, listen)
         result = {}
         for i, session in enumerate(sessions):

@@ -1,10 +1,11 @@
 """One conversation's runtime state outside the agent: its input buffer,
 voice activity on the user's side, and the protocol events it produces.
 
-The session runs the one Silero VAD of the user's channel: each tick's
-window scores go to the agent (`AgentState.user_vad`, `user_speaking`)
-before it steps, so agents that end-point on voice activity (the cascaded
-baseline) do not run a second detector.
+The session keeps the one Silero VAD state of the user's channel; the
+engine scores all sessions' ticks in one batch, and each session hands its
+scores to the agent (`AgentState.user_vad`, `user_speaking`) before it
+steps, so agents that end-point on voice activity (the cascaded baseline)
+run no detector of their own.
 
 The engine owns sessions; front ends (respond, server, simulator, chat) push
 user audio into `Session.push_input` from any thread and drain
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from audio.frames import TickSlicer
-from audio.vad import SpeechGate, StreamingVAD
+from audio.vad import SpeechGate, VADState
 from duplex.agent import AgentState
 
 
@@ -44,7 +45,7 @@ class Session:
         self._input = TickSlicer(tick_samples)
         self._lock = threading.Lock()
         self._max_ahead = int(round(max_input_ahead_s * 1000 / tick_ms)) * tick_samples
-        self._vad = StreamingVAD()
+        self.vad_state = VADState()
         self._user_gate = SpeechGate()
         self._agent_speaking = False
 
@@ -64,18 +65,21 @@ class Session:
     # -- ticks (engine thread) ----------------------------------------------
 
     def take_input_tick(self) -> np.ndarray:
-        """This tick's user audio (silence, and an underrun counted, when it has not arrived),
-        with its voice activity handed to the agent and reported as events."""
+        """This tick's user audio; silence (and an underrun counted) when it has not arrived."""
         with self._lock:
             tick = self._input.pop_tick()
         if tick is None:
             self.input_underruns += 1
             tick = np.zeros(self.tick_samples, dtype=np.float32)
-        self.state.user_vad = self._vad.process(tick)
-        for change in self._user_gate.update(self.state.user_vad):
+        return tick
+
+    def hear_voice_activity(self, probs: np.ndarray) -> None:
+        """This tick's VAD scores (computed by the engine for all sessions at once, `vad_state`):
+        handed to the agent, and reported as user.speech.* events."""
+        self.state.user_vad = probs
+        for change in self._user_gate.update(probs):
             self.events.append({"type": f"user.speech.{change}", "tick": self.tick, "t_ms": self.tick * self.tick_ms})
         self.state.user_speaking = self._user_gate.speaking
-        return tick
 
     def after_tick(self) -> None:
         """Turn the agent's state after this tick into protocol events."""

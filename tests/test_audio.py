@@ -22,6 +22,23 @@ def test_streaming_vad_equals_offline(speech):
     assert offline.max() > 0.9 and offline[:5].max() < 0.5
 
 
+def test_streams_batched_together_score_as_they_do_alone(speech):
+    from audio.vad import VADState, process_streams
+
+    signals = [speech["question"], speech["short"], np.zeros(9000, np.float32) + 0.001]
+    alone = [vad_probabilities(x) for x in signals]
+    states = [VADState() for _ in signals]
+    got = [[] for _ in signals]
+    for t in range(0, max(len(x) for x in signals) + 1280, 1280):
+        # the streams join at different ticks, so their windows are out of phase
+        active = [b for b in range(3) if t >= 1280 * b]
+        chunks = [signals[b][t - 1280 * b : t - 1280 * b + 1280] for b in active]
+        for b, p in zip(active, process_streams([states[b] for b in active], chunks)):
+            got[b].append(p)
+    for b in range(3):
+        np.testing.assert_allclose(np.concatenate(got[b]), alone[b], atol=1e-5)
+
+
 def test_speech_gate_reports_start_and_stop(speech):
     audio = np.concatenate([np.zeros(8000, np.float32), speech["short"], np.zeros(16000, np.float32)])
     gate = SpeechGate()
