@@ -77,6 +77,23 @@ def test_scripted_user_against_the_baseline_completes_a_dialogue():
 
 
 @pytest.mark.slow
+def test_domain_dialogues_are_scored_and_byte_identical_with_a_fixed_compute_latency():
+    from duplex.scripted_user import domain_scripts
+    from duplex.simulate_cli import score_answers
+
+    def run():
+        user = ScriptedUser(domain_scripts(1, seed=3, lines=2))
+        agent = CascadedBaseline(virtual_clock=True, fixed_latency_s=0.6)
+        return simulate(user, agent, 1, 16.0, NetworkConfig(latency_ms=120, jitter_ms=20, loss=0.02), seed=3)[0]
+
+    a, b = run(), run()
+    assert np.array_equal(a.a.stereo(), b.a.stereo()) and np.array_equal(a.b.stereo(), b.b.stereo())
+    scores = score_answers(a)
+    assert scores and all(set(s) == {"line", "answered", "correct", "transcript"} for s in scores)
+    assert any(s["answered"] for s in scores)
+
+
+@pytest.mark.slow
 def test_wall_mode_runs_through_real_websocket_sessions_with_the_link_applied(tmp_path):
     """Two TickCounter sessions on a real server, relayed across a 200 ms link on the wall clock."""
     import asyncio
