@@ -28,9 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from audio.frames import TICK_SAMPLES
-from models.lm import SyncLMConfig
 from training.dataset import DataError, read_dialogue, read_manifest
-from training.speech_lm_stage import Example, SpeechLMStage
+from training.speech_lm_stage import Example, SpeechLMStage, SpeechLMStageConfig
 from training.trainer import TrainConfig
 
 AGENT, USER = 0, 1
@@ -38,20 +37,12 @@ SPEAKERS = {AGENT: "SPEAKER_MAIN", USER: "SPEAKER_OTHER"}
 
 
 @dataclass(frozen=True)
-class DialogueStageConfig:
-    lm: SyncLMConfig = SyncLMConfig()
-    codec: str = "checkpoints/codec"
-    listen: str = "checkpoints/listen"
+class DialogueStageConfig(SpeechLMStageConfig):
+    ticks: int = 150
     data: str = "~/.cache/duplex/data/default"
     """A dataset folder made by `duplex data generate` (its train split is used)."""
-    init: str = ""
-    """A checkpoint folder whose LM weights start this run (the listen-while-speaking model)."""
-    ticks: int = 150
-    text_lead: int = 2
-    vocab_size: int = 1024
     user_role_prob: float = 0.25
     max_listen_delay: int = 3
-    seed: int = 0
 
 
 class DialogueStage(SpeechLMStage):

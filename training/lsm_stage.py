@@ -32,8 +32,7 @@ import numpy as np
 
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from audio.tts import Voice, speak_words, synthesize
-from models.lm import SyncLMConfig
-from training.speech_lm_stage import Example, SpeechLMStage
+from training.speech_lm_stage import Example, SpeechLMStage, SpeechLMStageConfig
 from training.speech_source import coloured_noise, random_voice
 from training.speech_text import training_sentence
 from training.trainer import TrainConfig
@@ -44,25 +43,14 @@ AGENT_VOICE = Voice("en-us", None, 165, 45)
 
 
 @dataclass(frozen=True)
-class LSMStageConfig:
-    lm: SyncLMConfig = SyncLMConfig()
-    """The LM; its listen_dim, codebooks and text vocabulary are set from the parts below."""
-    codec: str = "checkpoints/codec"
-    listen: str = "checkpoints/listen"
+class LSMStageConfig(SpeechLMStageConfig):
     listening: bool = False
-    """False: stage 1 (tts); True: stage 2 (listen while speaking)."""
-    init: str = ""
-    """A checkpoint folder whose LM weights start this run (stage 2 starts from stage 1's)."""
-    ticks: int = 100
-    text_lead: int = 2
-    vocab_size: int = 1024
-    """Byte-level BPE: 256 bytes + <pad> + merges; ~1000 makes most words one token, so text keeps pace."""
+    """False: stage 1 (tts); True: stage 2 (listen while speaking; --init with a stage 1 checkpoint)."""
     interrupt_prob: float = 0.5
     backchannel_prob: float = 0.2
     noise_prob: float = 0.15
     stop_ticks: tuple[int, int] = (1, 3)
     snr_db: tuple[float, float] = (5.0, 20.0)
-    seed: int = 0
 
 
 class LSMStage(SpeechLMStage):

@@ -27,6 +27,7 @@ import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,8 +35,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from audio.frames import TICK_SAMPLES
-from typing import Any
-
 from models.checkpoint import config_to_dict, load_weights, read_pretrained
 from models.codec import Codec, load_codec
 from models.listen_encoder import ListenEncoder, load_listen_encoder
@@ -153,15 +152,30 @@ def complete_agent_folder(folder: Path, tokenizer: TextTokenizer, codec_path: st
             shutil.copytree(source, folder / part, ignore=shutil.ignore_patterns("README.md"))
 
 
-class SpeechLMStage:
-    """The training loop's interface for the speech LM; subclasses implement `example(index)`.
+@dataclass(frozen=True)
+class SpeechLMStageConfig:
+    """What every speech LM stage is configured with; stages add their own fields."""
 
-    `config` needs the fields lm, codec, listen, init, ticks, text_lead, vocab_size and seed.
-    """
+    lm: SyncLMConfig = SyncLMConfig()
+    """The LM; its listen_dim, codebooks and text vocabulary are set from the frozen parts."""
+    codec: str = "checkpoints/codec"
+    listen: str = "checkpoints/listen"
+    init: str = ""
+    """A checkpoint folder whose LM weights start this run (a later stage starts from an earlier one's)."""
+    ticks: int = 100
+    """Length of an example, in ticks."""
+    text_lead: int = 2
+    vocab_size: int = 1024
+    """Byte-level BPE: 256 bytes + <pad> + merges; ~1000 makes most words one token, so text keeps pace."""
+    seed: int = 0
+
+
+class SpeechLMStage:
+    """The training loop's interface for the speech LM; subclasses implement `example(index)`."""
 
     name = "speech-lm"
 
-    def __init__(self, config: Any):
+    def __init__(self, config: SpeechLMStageConfig):
         self.config = config
         codec, listen = load_codec(config.codec), load_listen_encoder(config.listen)
         self.tokenizer = TextTokenizer.train(tokenizer_corpus(config.seed), config.vocab_size)
