@@ -1,0 +1,71 @@
+"""Tick cost of the learned agent at its default sizes: listen step + LM step + token sampling + codec decode.
+
+Builds the default listen encoder, speech LM and codec with random weights
+(the cost of a tick does not depend on what the weights hold), runs N
+sessions in lock step on the virtual clock through the real Engine (one
+batched agent call per tick, VAD included), and prints the per-tick compute
+p50/p99 and how many ticks would have missed an 80 ms deadline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+import torch
+
+from clock.clocks import VirtualClock
+from clock.tick_loop import TickLoop
+from duplex.engine import Engine
+from duplex.lm_agent import SpeechLMAgent
+from models.agent_checkpoint import AgentModels, save_agent
+from models.codec import Codec
+from models.listen_encoder import ListenEncoder
+from models.lm import SyncLM, SyncLMConfig
+from models.text_tokenizer import TextTokenizer
+from training.speech_lm_stage import fitted_lm_config, tokenizer_corpus
+
+
+def build_agent(folder: str) -> SpeechLMAgent:
+    codec, listen = Codec().eval(), ListenEncoder().eval()
+    tokenizer = TextTokenizer.train(tokenizer_corpus(0), 1024)
+    lm = SyncLM(fitted_lm_config(SyncLMConfig(), codec, listen, tokenizer)).eval()
+    save_agent(AgentModels(lm, codec, listen, tokenizer), folder)
+    return SpeechLMAgent.from_checkpoint(folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", default="1,16")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as folder:
+        agent = build_agent(folder)
+        for n in (int(x) for x in args.sessions.split(",")):
+            engine = Engine(agent)
+            sessions = [engine.open_session(seed=i) for i in range(n)]
+            loop = TickLoop(VirtualClock(), 0.08)
+
+            def step(t: int) -> None:
+                for s in sessions:
+                    s.push_input(rng.normal(0, 0.05, 1280).astype(np.float32))
+                engine.step()
+
+            loop.run(step, 25)  # warm-up
+            loop.stats.compute_ms.clear()
+            ticks = int(args.seconds / 0.08)
+            loop.run(step, ticks)
+            ms = np.asarray(loop.stats.compute_ms)
+            print(f"learned agent tick ({args.threads} thread): {n:2d} session(s)  p50 {np.percentile(ms, 50):6.1f} ms  "
+                  f"p99 {np.percentile(ms, 99):6.1f} ms  over 80 ms: {int((ms > 80).sum())}/{ticks}")
+
+
+if __name__ == "__main__":
+    main()
