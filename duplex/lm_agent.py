@@ -28,6 +28,7 @@ less those of the last `text_lead` ticks, which had not been voiced yet.
 from __future__ import annotations
 
 import codecs
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -61,6 +62,8 @@ class Utterance:
 
 @dataclass
 class LMState(AgentState):
+    uid: int = -1
+    """Identifies the session to the agent's batch cache (ids of dropped objects can be reused; these cannot)."""
     role: int = 0
     listen: ListenState | None = None
     cache: list[KVCache] = field(default_factory=list)
@@ -91,6 +94,8 @@ class SpeechLMAgent(Agent):
         self.text_lead = text_lead
         self.done_silence_ticks = done_silence_ticks
         self.delay = models.lm.config.acoustic_delay
+        self._batch: _Batch | None = None
+        self._uids = itertools.count()
 
     @classmethod
     def from_checkpoint(cls, folder: str, **kwargs) -> "SpeechLMAgent":
@@ -107,6 +112,7 @@ class SpeechLMAgent(Agent):
             decode=self.m.codec.new_decode_state(1),
             columns=deque([bos] * (self.delay + 1), maxlen=self.delay + 1),
             generator=torch.Generator().manual_seed(seed),
+            uid=next(self._uids),
         )
 
     def say(self, state: AgentState, text: str, say_id: str) -> None:
@@ -116,10 +122,9 @@ class SpeechLMAgent(Agent):
     @torch.no_grad()
     def step(self, states: Sequence[AgentState], listen: np.ndarray) -> np.ndarray:
         B = len(states)
-        lm, c = self.m.lm, self.m.lm.config
-        listen_state = _cat_listen([s.listen for s in states])
+        lm = self.m.lm
+        listen_state, cache, decode_state = self._batched_state(states)
         feats, listen_state = self.m.listen.step(torch.from_numpy(listen), listen_state)
-        cache = [KVCache.stack([s.cache[i] for s in states]) for i in range(c.num_hidden_layers)]
         text_logits, audio_logits = lm.step(
             torch.stack([s.columns[-1] for s in states]),
             torch.tensor([s.prev_text for s in states]),
@@ -136,8 +141,9 @@ class SpeechLMAgent(Agent):
             self._transcript(s, s.prev_text)
             # the frame that is complete now: codebook 0 from d ticks ago, the rest from this tick
             frames.append(torch.cat([s.columns[0][:1], column[1:]]))
-        audio, decode_state = self.m.codec.decode_step(torch.stack(frames), _cat_decode([s.decode for s in states]))
+        audio, decode_state = self.m.codec.decode_step(torch.stack(frames), decode_state)
         out = audio.numpy().astype(np.float32)
+        self._batch = _Batch(tuple(s.uid for s in states), listen_state, cache, decode_state)
         for b, s in enumerate(states):
             s.listen = _row_listen(listen_state, b)
             s.cache = [layer.row(b) for layer in cache]
@@ -145,6 +151,19 @@ class SpeechLMAgent(Agent):
             self._after(s, out[b])
             s.tick += 1
         return out
+
+    def _batched_state(self, states: Sequence[LMState]) -> tuple[ListenState, list[KVCache], CodecStreamState]:
+        """The sessions' streaming states as one batch: last tick's batch when the same sessions
+        come in the same order (the usual case), else stacked from each session's rows."""
+        key = tuple(s.uid for s in states)
+        if self._batch is not None and self._batch.key == key:
+            return self._batch.listen, self._batch.cache, self._batch.decode
+        layers = range(self.m.lm.config.num_hidden_layers)
+        return (
+            _cat_listen([s.listen for s in states]),
+            [KVCache.stack([s.cache[i] for s in states]) for i in layers],
+            _cat_decode([s.decode for s in states]),
+        )
 
     def _sample_audio(self, logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One token per codebook from (Q, K) logits: temperature and top-k."""
@@ -194,6 +213,17 @@ class SpeechLMAgent(Agent):
         s.events.append({"type": "agent.say.done", "id": u.say_id, "interrupted": interrupted,
                          "spoken_text": self.m.tokenizer.decode(spoken).strip()})
         s.utterance = None
+
+
+@dataclass
+class _Batch:
+    """Last tick's batched streaming states, and which sessions (in which order) they hold.
+    Each session's own state fields are row views of these tensors."""
+
+    key: tuple[int, ...]
+    listen: ListenState
+    cache: list[KVCache]
+    decode: CodecStreamState
 
 
 def _cat_listen(states: list[ListenState]) -> ListenState:
