@@ -60,7 +60,10 @@ def serve_agent(agent: Agent, config: ServerConfig) -> None:
             f"duplex serve: warning: listening on {config.host} without --token: anyone who can reach it may talk to the agent",
             file=sys.stderr,
         )
-    asyncio.run(run_until_signal(VoiceServer(agent, config), _announce))
+    try:
+        asyncio.run(run_until_signal(VoiceServer(agent, config), _announce))
+    finally:
+        server_log.removeHandler(handler)  # serving is over; do not hold on to this stderr
 
 
 def _announce(server: VoiceServer) -> None:
