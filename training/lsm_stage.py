@@ -12,10 +12,13 @@ Two stages share this module:
   target falls silent `stop_ticks` after the onset (LSLM stops within a few
   ticks); after a backchannel or noise it goes on unchanged.
 
-Every example is a pure function of (seed, example index): the agent's
-sentence is rendered with espeak-ng word timings, placed on a canvas of
-`ticks` ticks, encoded by the frozen codec; the user's channel is encoded by
-the frozen listen encoder. Token timing follows the contract in
+Every example is a function of (seed, example index): one of a pool of
+sentences, rendered once with espeak-ng word timings and encoded once by
+the frozen codec (with silence around it), is placed as tokens on a canvas
+of steady-silence tokens at a random tick, and cut to silence tokens at an
+interruption (encoding every example's audio anew cost three times the
+training step itself); the user's channel is encoded by the frozen listen
+encoder. Token timing follows the contract in
 duplex/lm_agent.py: the column at position t holds codebook 0 of frame t and
 codebooks 1.. of frame t - d, where frame f is the agent's audio of tick
 f + 1 + d; each word's text tokens start `text_lead` ticks before its audio.
@@ -27,8 +30,10 @@ and listen encoder copied in), so `duplex respond --model FOLDER` runs it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
+import torch
 
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from audio.tts import Voice, speak_words, synthesize
@@ -51,37 +56,66 @@ class LSMStageConfig(SpeechLMStageConfig):
     noise_prob: float = 0.15
     stop_ticks: tuple[int, int] = (1, 3)
     snr_db: tuple[float, float] = (5.0, 20.0)
+    sentence_pool: int = 4000
+    """Sentences the agent speaks, each rendered and encoded once per run and then placed, cut and
+    mixed anew in every example: encoding is what makes a batch expensive."""
+
+
+@dataclass
+class _Utterance:
+    """One pooled sentence in the agent's voice: its tokens (one silent tick before the speech, a few
+    after), its words with the tick each starts at (from the speech's start), its length and level."""
+
+    codes: torch.Tensor
+    words: list[tuple[str, float]]
+    speech_ticks: float
+    level: float
 
 
 class LSMStage(SpeechLMStage):
     def __init__(self, config: LSMStageConfig):
         super().__init__(config)
         self.name = "lsm-listen" if config.listening else "lsm-tts"
+        self._utterances: dict[int, _Utterance] = {}
 
     def example(self, index: int) -> Example:
         """The index-th example: pure function of (seed, index)."""
         c = self.config
         rng = np.random.default_rng([c.seed, index, 7])
-        speech = speak_words(training_sentence(c.seed, index), AGENT_VOICE)
-        n = self.batches.samples
+        utterance = self._utterance(int(rng.integers(c.sentence_pool)))
+        n_frames = self.batches.samples // TICK_SAMPLES
         start_tick = int(rng.integers(1, 8))
-        agent = np.zeros(n, np.float32)
-        placed = speech.audio[: n - start_tick * TICK_SAMPLES]
-        agent[start_tick * TICK_SAMPLES : start_tick * TICK_SAMPLES + len(placed)] = placed
-        words = [(w.text, start_tick + w.start * SAMPLE_RATE / TICK_SAMPLES) for w in speech.words]
-        user = np.zeros(n, np.float32)
+        codes = self._silence[:, None].repeat(1, n_frames)
+        placed = utterance.codes[:, : n_frames - start_tick + 1]
+        codes[:, start_tick - 1 : start_tick - 1 + placed.shape[1]] = placed  # its speech starts at its frame 1
+        words = [(w, start_tick + t) for w, t in utterance.words]
+        user = np.zeros(self.batches.samples, np.float32)
         kind = "tts"
         if c.listening:
-            kind, cut_tick = self._user_event(rng, user, start_tick, start_tick + len(placed) / TICK_SAMPLES, agent)
+            speech_end = start_tick + utterance.speech_ticks
+            kind, cut_tick = self._user_event(rng, user, start_tick, speech_end, utterance.level)
             if cut_tick is not None:
-                fade = np.linspace(1.0, 0.0, 160, dtype=np.float32)
-                cut = cut_tick * TICK_SAMPLES
-                agent[cut : cut + 160] *= fade[: len(agent[cut : cut + 160])]
-                agent[cut + 160 :] = 0.0
+                codes[:, cut_tick:] = self._silence[:, None]
                 words = [(w, t) for w, t in words if t < cut_tick]
-        return Example(agent, user, words, kind=kind)
+        return Example(None, user, words, kind=kind, agent_codes=codes, stop_tick=cut_tick if c.listening else None)
 
-    def _user_event(self, rng, user, speech_start, speech_end, agent) -> tuple[str, int | None]:
+    @cached_property
+    def _silence(self) -> torch.Tensor:
+        """The codec's tokens for steady silence, one frame (Q,)."""
+        return self.batches.codec.encode(torch.zeros(1, 8 * TICK_SAMPLES))[0, :, -1]
+
+    def _utterance(self, sentence: int) -> "_Utterance":
+        """Sentence `sentence` of the pool, spoken by the agent and encoded once (the expensive part)."""
+        if sentence not in self._utterances:
+            speech = speak_words(training_sentence(self.config.seed, sentence), AGENT_VOICE)
+            pad = (self.lm_config.acoustic_delay + 2) * TICK_SAMPLES
+            audio = np.concatenate([np.zeros(TICK_SAMPLES, np.float32), speech.audio, np.zeros(pad, np.float32)])
+            codes = self.batches.codec.encode(torch.from_numpy(audio[None]))[0]
+            words = [(w.text, w.start * SAMPLE_RATE / TICK_SAMPLES) for w in speech.words]
+            self._utterances[sentence] = _Utterance(codes, words, len(speech.audio) / TICK_SAMPLES, _rms(speech.audio))
+        return self._utterances[sentence]
+
+    def _user_event(self, rng, user, speech_start, speech_end, level: float) -> tuple[str, int | None]:
         """Write a user event into `user`; returns (kind, tick where the agent's speech is cut, or None)."""
         c = self.config
         if speech_end - speech_start < 6:
@@ -91,25 +125,25 @@ class LSMStage(SpeechLMStage):
         if draw < c.interrupt_prob:
             text = COMMANDS[int(rng.integers(len(COMMANDS)))] if rng.random() < 0.5 else training_sentence(
                 c.seed + 1, int(rng.integers(1 << 30)))
-            self._place(user, synthesize(text, random_voice(rng, held_out=False)), onset, agent, rng)
+            self._place(user, synthesize(text, random_voice(rng, held_out=False)), onset, level, rng)
             return "interruption", onset + int(rng.integers(c.stop_ticks[0], c.stop_ticks[1] + 1))
         if draw < c.interrupt_prob + c.backchannel_prob:
             self._place(user, synthesize(BACKCHANNELS[int(rng.integers(len(BACKCHANNELS)))],
-                                         random_voice(rng, held_out=False)), onset, agent, rng)
+                                         random_voice(rng, held_out=False)), onset, level, rng)
             return "backchannel", None
         if draw < c.interrupt_prob + c.backchannel_prob + c.noise_prob:
             noise = coloured_noise(rng, len(user))
-            user += noise * _rms(agent) / 10 ** (rng.uniform(*c.snr_db) / 20)
+            user += noise * level / 10 ** (rng.uniform(*c.snr_db) / 20)
             return "noise", None
         return "clean", None
 
-    def _place(self, user: np.ndarray, audio: np.ndarray, tick: int, agent: np.ndarray, rng) -> None:
+    def _place(self, user: np.ndarray, audio: np.ndarray, tick: int, level: float, rng) -> None:
         loud = np.flatnonzero(np.abs(audio) > 0.01)
         audio = audio[loud[0] :] if len(loud) else audio
         start = tick * TICK_SAMPLES
         part = audio[: len(user) - start]
-        level = _rms(agent) * 10 ** (rng.uniform(-6, 6) / 20) / _rms(part)
-        user[start : start + len(part)] += part * level
+        gain = level * 10 ** (rng.uniform(-6, 6) / 20) / _rms(part)
+        user[start : start + len(part)] += part * gain
 
 
 def _rms(x: np.ndarray) -> float:

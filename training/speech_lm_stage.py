@@ -47,14 +47,18 @@ TOKENIZER_SENTENCES = 4000
 
 @dataclass
 class Example:
-    agent: np.ndarray
-    """The channel the model speaks, (ticks + 2 + d) ticks of 16 kHz audio."""
+    agent: np.ndarray | None
+    """The channel the model speaks, (ticks + 2 + d) ticks of 16 kHz audio (None when agent_codes holds it)."""
     user: np.ndarray
     """The channel it hears, same length."""
     words: list[tuple[str, float]]
     """The agent's words and the tick (fractional) at which each starts."""
     role: int = 0
     kind: str = ""
+    agent_codes: torch.Tensor | None = None
+    """The agent's channel already as codec tokens (Q, ticks + 2 + d), for stages that reuse encodings."""
+    stop_tick: int | None = None
+    """Where the agent's speech was cut because the user interrupted (listen-while-speaking examples)."""
 
 
 @dataclass
@@ -123,7 +127,10 @@ class BatchMaker:
     @torch.no_grad()
     def encode(self, examples: list[Example]) -> LMBatch:
         T, d = self.ticks, self.lm_config.acoustic_delay
-        codes = self.codec.encode(torch.from_numpy(np.stack([e.agent for e in examples])))  # (B, Q, T+2+d)
+        if all(e.agent_codes is not None for e in examples):
+            codes = torch.stack([e.agent_codes for e in examples])
+        else:
+            codes = self.codec.encode(torch.from_numpy(np.stack([e.agent for e in examples])))  # (B, Q, T+2+d)
         target = torch.cat([codes[:, :1, 1 + d : T + 1 + d], codes[:, 1:, 1 : T + 1]], dim=1)
         audio_in = torch.full_like(target, self.lm_config.audio_bos)
         audio_in[:, :, 1:] = target[:, :, :-1]
