@@ -1,6 +1,7 @@
 """The full-duplex dialogue stage on tiny parts and a dialogue made by the data generator."""
 
 import numpy as np
+import torch
 import pytest
 
 from audio.frames import TICK_SAMPLES
@@ -63,3 +64,27 @@ def test_missing_data_is_a_clear_error(setup, tmp_path):
     with pytest.raises(DataError, match="duplex data generate"):
         DialogueStage(DialogueStageConfig(lm=TINY_LM, codec=str(setup / "codec"), listen=str(setup / "listen"),
                                           data=str(tmp_path / "nothing")))
+
+
+def test_window_tokens_are_the_dialogues_tokens_in_context(setup):
+    s = stage(setup, user_role_prob=0.0)
+    codec = s.batches.codec
+    # codebooks drawn from the encoder's own latents (as k-means initialisation does), so that an
+    # untrained codec's tokens vary with the audio
+    speech = torch.from_numpy(s.example(0).agent[None])
+    with torch.no_grad():
+        latents = codec.encoder(speech[:, None])[0].T  # (frames, dimension)
+        residual = latents
+        for layer in codec.quantizer.layers:
+            layer.embed.copy_(residual[torch.randperm(len(residual))[: layer.embed.shape[0]]])
+            residual = residual - layer.embed[((residual[:, None] - layer.embed[None]) ** 2).sum(-1).argmin(1)]
+    s._codes.clear()  # example(0) encoded its dialogue with the old codebooks
+    e = s.example(5)
+    direct = s.batches.codec.encode(torch.from_numpy(e.agent[None]))[0]
+    # a window encoded on its own starts from a cold codec; after its first second it agrees with
+    # the tokens cut from the whole dialogue's encoding on most frames
+    def agree(shift):
+        return (direct[:, 15:-5] == e.agent_codes[:, 15 + shift : direct.shape[1] - 5 + shift]).float().mean()
+
+    assert e.agent_codes.shape[1] == s.batches.samples // 1280
+    assert agree(0) > 0.5 and agree(0) > agree(3) + 0.1  # aligned, not one tick off

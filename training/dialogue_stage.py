@@ -26,6 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from audio.frames import TICK_SAMPLES
 from training.dataset import DataError, read_dialogue, read_manifest
@@ -57,6 +58,7 @@ class DialogueStage(SpeechLMStage):
         if not self.dialogues:
             raise DataError(f"{manifest}: lists no dialogues")
         super().__init__(config)
+        self._codes: dict[tuple[Path, int], torch.Tensor] = {}
 
     def example(self, index: int) -> Example:
         """The index-th example: a window of a dialogue, possibly role-swapped and with late hearing."""
@@ -79,7 +81,21 @@ class DialogueStage(SpeechLMStage):
             for word, (t0, _), who in alignments
             if who == SPEAKERS[speaker] and t0 / (TICK_SAMPLES / 16000) >= start_tick - 1
         ]
-        return Example(window[:, speaker].copy(), listen, words, role=role, kind=f"role{role}-delay{delay}")
+        codes = self._channel_codes(path, audio, speaker)[:, start_tick : start_tick + n // TICK_SAMPLES]
+        if codes.shape[1] < n // TICK_SAMPLES:  # the window runs past the dialogue's end: the codec's silence
+            silence = self.batches.codec.encode(torch.zeros(1, 8 * TICK_SAMPLES))[0, :, -1:]
+            codes = torch.cat([codes, silence.repeat(1, n // TICK_SAMPLES - codes.shape[1])], dim=1)
+        return Example(window[:, speaker].copy(), listen, words, role=role, kind=f"role{role}-delay{delay}",
+                       agent_codes=codes)
+
+    def _channel_codes(self, path: Path, audio: np.ndarray, channel: int) -> torch.Tensor:
+        """Codec tokens of a whole dialogue channel, encoded once per run (the codec is causal, so a
+        window's tokens cut from them are the tokens in context; 16-bit, ~15 kB a minute)."""
+        key = (path, channel)
+        if key not in self._codes:
+            wav = torch.from_numpy(np.ascontiguousarray(audio[:, channel]))[None]
+            self._codes[key] = self.batches.codec.encode(wav)[0].to(torch.int16)
+        return self._codes[key].long()
 
 
 @lru_cache(maxsize=64)
