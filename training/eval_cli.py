@@ -1,12 +1,20 @@
-"""`duplex eval`: agents side by side on Full-Duplex-Bench-style cases made from held-out phrasings and voices.
+"""`duplex eval`: agents side by side, on held-out phrasings, sentences and voices.
 
     duplex eval --models baseline,baseline-smart-turn,RUNS/dialogue/checkpoints/latest --cases 10
+    duplex eval lsm --models baseline,RUNS/lsm-listen/checkpoints/latest --sentences 20
 
+`duplex eval` (the dialogue suite):
 For each agent, runs every case through `duplex respond` (virtual clock, the
 latency a live user would meet) and measures pause handling, smooth
 turn-taking, backchannels, interruptions and answer accuracy (Whisper +
 the domain checker). Writes one table (markdown and JSON) and plots to the
 output folder (default docs/eval).
+
+`duplex eval lsm` (the listen-while-speaking suite, training/eval_lsm.py):
+intelligibility against the espeak-ng floor, interruption F1 clean and with
+noise, stop latency, false stops on backchannels and noise, and whether
+agent.say.done's spoken_text matches what was said. Writes lsm.md and
+lsm.json.
 """
 
 from __future__ import annotations
@@ -38,11 +46,23 @@ class EvalError(Exception):
     """Bad evaluation arguments."""
 
 
-def table(rows: dict[str, dict]) -> str:
-    head = "| model | " + " | ".join(label for _, label in COLUMNS) + " |\n"
-    head += "|---|" + "---:|" * len(COLUMNS) + "\n"
+LSM_COLUMNS = [
+    ("wer", "WER ↓"),
+    ("wer_floor_espeak", "WER of espeak-ng itself (floor)"),
+    ("f1_clean", "interruption F1 ↑"),
+    ("f1_noisy", "F1 at 10 dB SNR ↑"),
+    ("stop_latency_median_s", "stop latency (s) ↓"),
+    ("false_stops_backchannel", "false stops, backchannel ↓"),
+    ("false_stops_noise", "false stops, noise ↓"),
+    ("spoken_text_wer", "spoken_text vs heard (WER) ↓"),
+]
+
+
+def table(rows: dict[str, dict], columns: list[tuple[str, str]] = COLUMNS) -> str:
+    head = "| model | " + " | ".join(label for _, label in columns) + " |\n"
+    head += "|---|" + "---:|" * len(columns) + "\n"
     fmt = lambda v: "-" if v is None else f"{v}"  # noqa: E731
-    return head + "".join(f"| {m} | " + " | ".join(fmt(r[k]) for k, _ in COLUMNS) + " |\n" for m, r in rows.items())
+    return head + "".join(f"| {m} | " + " | ".join(fmt(r[k]) for k, _ in columns) + " |\n" for m, r in rows.items())
 
 
 def plot(rows: dict[str, dict], latencies: dict[str, list[float]], out: Path) -> None:
@@ -74,6 +94,9 @@ def plot(rows: dict[str, dict], latencies: dict[str, list[float]], out: Path) ->
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("eval", help="agents side by side on Full-Duplex-Bench-style cases",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("suite", nargs="?", default="dialogue", choices=["dialogue", "lsm"],
+                   help="dialogue (default): turn-taking cases; lsm: listen-while-speaking measures")
+    p.add_argument("--sentences", type=int, default=20, help="held-out sentences (lsm suite; default 20)")
     p.add_argument("--models", default="baseline,baseline-smart-turn",
                    help="comma-separated agents: baseline, baseline-smart-turn, or checkpoint folders")
     p.add_argument("--cases", type=int, default=10, help="cases per category (default 10)")
@@ -90,8 +113,10 @@ def _run(args: argparse.Namespace) -> int:
         raise EvalError("--cases must be at least 1")
     models = [m for m in args.models.split(",") if m]
     agents = {m: load_agent(m, virtual_clock=True) for m in models}  # fail early on a bad --models
-    cases = make_cases(args.cases, args.seed, args.split)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.suite == "lsm":
+        return _run_lsm(args, agents)
+    cases = make_cases(args.cases, args.seed, args.split)
     rows, latencies, details = {}, {}, {}
     for model, agent in agents.items():
         results = []
@@ -109,4 +134,23 @@ def _run(args: argparse.Namespace) -> int:
     plot(rows, latencies, args.out / "eval.png")
     print(table(rows))
     print(f"wrote {args.out}/eval.md, eval.json, eval.png")
+    return 0
+
+
+def _run_lsm(args: argparse.Namespace, agents: dict) -> int:
+    from training.eval_lsm import evaluate_agent
+
+    if args.sentences < 1:
+        raise EvalError("--sentences must be at least 1")
+    rows = {}
+    for model, agent in agents.items():
+        if not agent.can_say:
+            raise EvalError(f"{model} cannot speak given text; the lsm suite needs agent.say")
+        rows[model] = evaluate_agent(agent, args.sentences, args.seed, args.judge)
+        agent.close()
+    write_json(args.out / "lsm.json", {"sentences": args.sentences, "seed": args.seed, "judge": args.judge,
+                                       "summary": rows})
+    (args.out / "lsm.md").write_text(table(rows, LSM_COLUMNS))
+    print(table(rows, LSM_COLUMNS))
+    print(f"wrote {args.out}/lsm.md, lsm.json")
     return 0

@@ -1,0 +1,151 @@
+"""Listen-while-speaking evaluation (LSLM's measures) for any agent that can speak given text.
+
+On held-out sentences, each agent is asked to say the sentence (`agent.say`)
+while the user is silent, interrupts, backchannels, or makes noise:
+
+- **intelligibility**: Whisper's word error rate on what the agent said,
+  beside the same judge's WER on the same sentences rendered directly by
+  espeak-ng in the agent's voice (the judge's own floor), in the same run;
+- **interruption**: the user cuts in one second into the agent's speech with
+  a command ("stop", "wait", ...) or a sentence, in a held-out voice, clean
+  or with noise at 10 dB SNR. LSLM's rule: a stop counts when the agent falls
+  silent within 1 s of the onset. Precision and recall (hence F1) pit the
+  interruptions (should stop) against backchannels and noise (should not);
+- **stop latency**: from the onset to the agent's silence;
+- **spoken_text**: on interrupted utterances, the word error rate between the
+  `agent.say.done` report and Whisper's transcript of what was really said.
+
+The interruption's onset is placed on the agent's own timing: a first run
+without the user finds when the agent starts speaking; since every run is
+seeded and the user is silent until the onset, the agent does the same
+thing up to it in the measured run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jiwer
+import numpy as np
+
+from audio.asr import transcribe
+from audio.frames import SAMPLE_RATE
+from audio.tts import Voice, synthesize
+from duplex.agent import Agent
+from duplex.domains import normalize
+from duplex.metrics import AGENT, channel_ipus
+from duplex.respond import respond_audio
+from training.speech_source import coloured_noise, random_voice
+from training.speech_text import held_out_sentence
+
+COMMANDS = ("stop", "wait", "hold on", "wait a moment")
+BACKCHANNELS = ("mm-hmm", "yeah", "right", "okay")
+STOP_WINDOW_S = 1.0
+ONSET_AFTER_S = 1.0
+KINDS = ("interruption", "interruption_noisy", "backchannel", "noise")
+
+
+@dataclass
+class Trial:
+    kind: str
+    stopped: bool
+    stop_s: float | None
+    spoken_report: str | None = None
+    spoken_heard: str | None = None
+
+
+def _words(text: str) -> str:
+    return " ".join(normalize(text))
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    ref, hyp = _words(reference), _words(hypothesis)
+    return float(jiwer.wer(ref, hyp)) if ref else 0.0
+
+
+def _speech_start(audio: np.ndarray) -> float | None:
+    ipus = channel_ipus(audio, AGENT)
+    return ipus[0].start if ipus else None
+
+
+def _user_event(kind: str, rng: np.random.Generator, length: int, onset_s: float, level: float) -> np.ndarray:
+    user = np.zeros(length, np.float32)
+    voice = random_voice(rng, held_out=True)
+    if kind.startswith("interruption"):
+        text = COMMANDS[int(rng.integers(len(COMMANDS)))] if rng.random() < 0.5 else held_out_sentence(
+            int(rng.integers(1000, 2000)))
+        audio = synthesize(text, voice)
+    elif kind == "backchannel":
+        audio = synthesize(BACKCHANNELS[int(rng.integers(len(BACKCHANNELS)))], voice)
+    else:
+        audio = coloured_noise(rng, int(1.5 * SAMPLE_RATE)) * 0.3
+    loud = np.flatnonzero(np.abs(audio) > 0.01)
+    audio = audio[loud[0] :] if len(loud) else audio
+    audio = audio * level / (np.sqrt(np.mean(audio**2)) + 1e-9)
+    i = int(onset_s * SAMPLE_RATE)
+    part = audio[: length - i]
+    user[i : i + len(part)] += part
+    if kind == "interruption_noisy":
+        noise = coloured_noise(rng, length)
+        user += noise * level / 10 ** (10 / 20)  # 10 dB SNR against the interrupting speech
+    return user
+
+
+def evaluate_agent(agent: Agent, sentences: int, seed: int = 0, judge: str = "base",
+                   agent_voice: Voice = Voice("en-us", None, 165, 45)) -> dict:
+    """The table row for one agent (it must be able to speak given text)."""
+    rng = np.random.default_rng(seed)
+    wers, floors, trials = [], [], []
+    for i in range(sentences):
+        text = held_out_sentence(i)
+        length = int((len(text.split()) * 0.45 + 4.0) * SAMPLE_RATE)
+        quiet = respond_audio(agent, np.zeros(length, np.float32), seed=seed + i, say=text)
+        wers.append(wer(text, transcribe(quiet.agent_audio, model=judge)[0]))
+        floors.append(wer(text, transcribe(synthesize(text, agent_voice), model=judge)[0]))
+        start = _speech_start(quiet.agent_audio)
+        if start is None:
+            continue
+        onset = start + ONSET_AFTER_S
+        level = float(np.sqrt(np.mean(quiet.agent_audio[quiet.agent_audio != 0] ** 2)) + 1e-4)
+        for kind in KINDS:
+            user = _user_event(kind, rng, length, onset, level)
+            r = respond_audio(agent, user, seed=seed + i, say=text)
+            after = [iv for iv in channel_ipus(r.agent_audio, AGENT) if iv.start < onset + STOP_WINDOW_S]
+            end = max((iv.end for iv in after), default=onset)
+            stop_s = end - onset
+            stopped = stop_s <= STOP_WINDOW_S
+            trial = Trial(kind, stopped, stop_s if stopped else None)
+            done = [e for e in r.events if e["type"] == "agent.say.done"]
+            if kind.startswith("interruption") and done and done[0]["interrupted"]:
+                trial.spoken_report = done[0]["spoken_text"]
+                # what was said before the stop (the agent may speak again afterwards)
+                trial.spoken_heard = transcribe(r.agent_audio[: int((end + 0.1) * SAMPLE_RATE)], model=judge)[0]
+            trials.append(trial)
+    return summarise(wers, floors, trials)
+
+
+def _f1(trials: list[Trial], positive: str) -> float | None:
+    tp = sum(t.stopped for t in trials if t.kind == positive)
+    fp = sum(t.stopped for t in trials if t.kind in ("backchannel", "noise"))
+    fn = sum(not t.stopped for t in trials if t.kind == positive)
+    return round(2 * tp / (2 * tp + fp + fn), 3) if tp + fp + fn else None
+
+
+def summarise(wers: list[float], floors: list[float], trials: list[Trial]) -> dict:
+    def rate(kind: str) -> float | None:
+        these = [t.stopped for t in trials if t.kind == kind]
+        return round(float(np.mean(these)), 3) if these else None
+
+    stops = [t.stop_s for t in trials if t.kind.startswith("interruption") and t.stop_s is not None]
+    reported = [wer(t.spoken_heard, t.spoken_report) for t in trials if t.spoken_report is not None and t.spoken_heard]
+    return {
+        "wer": round(float(np.mean(wers)), 3) if wers else None,
+        "wer_floor_espeak": round(float(np.mean(floors)), 3) if floors else None,
+        "f1_clean": _f1(trials, "interruption"),
+        "f1_noisy": _f1(trials, "interruption_noisy"),
+        "stop_latency_median_s": round(float(np.median(stops)), 3) if stops else None,
+        "false_stops_backchannel": rate("backchannel"),
+        "false_stops_noise": rate("noise"),
+        "spoken_text_wer": round(float(np.mean(reported)), 3) if reported else None,
+        "trials": len(trials),
+    }
