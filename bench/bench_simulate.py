@@ -32,7 +32,7 @@ def main() -> None:
         user = ScriptedUser(domain_scripts(n, seed=0))
         agent = load_agent(args.model, virtual_clock=True)
         began = time.perf_counter()
-        simulate(user, agent, n, args.seconds, NetworkConfig(latency_ms=args.latency))
+        simulate(user, agent, n, args.seconds, NetworkConfig(delay_ms=args.latency))
         elapsed = time.perf_counter() - began
         agent.close()
         print(f"simulate {args.model} vs scripted user: {n} pair(s) x {args.seconds / elapsed:.1f}x real time "

@@ -15,6 +15,7 @@ arrived by the end of tick k, so delays up to one tick cost nothing.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,11 +28,10 @@ from duplex.partner_stream import PartnerStream
 
 
 @dataclass(frozen=True)
-class NetworkConfig:
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    loss: float = 0.0
-    reorder: bool = False
+class NetworkConfig(LinkParams):
+    """The link model's parameters for both directions (each direction draws its own seed from
+    `seed`), and whether agents that can predict their partner compensate for late slices."""
+
     compensate: bool = True
 
 
@@ -105,7 +105,7 @@ def simulate(agent_a: Agent, agent_b: Agent, dialogues: int, seconds: float, net
     b = _Side(agent_b, dialogues, n_ticks, seed + 10_000, net.compensate)
 
     def link(i: int, direction: int) -> Link:
-        return Link(LinkParams(net.latency_ms, net.jitter_ms, net.loss, net.reorder, seed=seed * 7919 + 2 * i + direction))
+        return Link(dataclasses.replace(net, seed=seed * 7919 + 2 * i + direction))
 
     a_to_b = [link(i, 0) for i in range(dialogues)]
     b_to_a = [link(i, 1) for i in range(dialogues)]

@@ -219,7 +219,7 @@ def _run(args: argparse.Namespace) -> int:
     rows = []
     conditions = [(lat, comp) for lat in latencies for comp in comps]
     for lat, comp in tqdm(conditions, desc="conditions", unit="cond"):
-        net = NetworkConfig(lat, args.jitter, args.loss, args.reorder, comp)
+        net = NetworkConfig(delay_ms=lat, jitter_ms=args.jitter, loss=args.loss, reorder=args.reorder, compensate=comp)
         records = run_wall(args, net) if args.wall else run_virtual(args, net)
         folder = out / f"latency_{lat:g}ms_comp_{'on' if comp else 'off'}"
         folder.mkdir(exist_ok=True)

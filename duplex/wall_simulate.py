@@ -17,13 +17,14 @@ receiving side plays frames out in arrival order.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from audio.frames import TICK_SAMPLES, float_to_pcm16, pcm16_to_float
-from clock.link import Link, LinkParams
+from clock.link import Link
 from duplex.agent import Agent
 from duplex.partner_stream import PartnerStream
 from duplex.simulate import DialogueRecord, NetworkConfig, SideRecord
@@ -108,7 +109,7 @@ async def simulate_wall(
             readers.append(asyncio.create_task(remote.read()))
             sides[name] = remote
     links = {
-        name: Link(LinkParams(net.latency_ms, net.jitter_ms, net.loss, net.reorder, seed=seed * 7919 + i))
+        name: Link(dataclasses.replace(net, seed=seed * 7919 + i))
         for i, name in enumerate("ab")
     }  # keyed by sender
     n_ticks = int(round(seconds / 0.08))

@@ -17,7 +17,7 @@ def levels(audio):
 
 def test_one_tick_of_delay_is_free_and_more_is_heard_late():
     for latency, lag in ((0, 0), (80, 0), (100, 1), (240, 2)):
-        rec = simulate(TickCounter(), TickCounter(), 1, 2.0, NetworkConfig(latency_ms=latency, compensate=False))[0]
+        rec = simulate(TickCounter(), TickCounter(), 1, 2.0, NetworkConfig(delay_ms=latency, compensate=False))[0]
         said, heard = levels(rec.a.said), levels(rec.b.heard)
         assert np.array_equal(heard[1 + lag :], said[1 : len(said) - lag]), latency
 
@@ -31,7 +31,7 @@ def test_lost_frames_are_silence_and_counted():
 
 
 def test_compensation_stands_in_predictions_and_replaces_them_with_real_slices():
-    rec = simulate(TickCounter(), TickCounter(), 1, 4.0, NetworkConfig(latency_ms=200, compensate=True))[0]
+    rec = simulate(TickCounter(), TickCounter(), 1, 4.0, NetworkConfig(delay_ms=200, compensate=True))[0]
     said_a = rec.a.said.reshape(-1, T)
     stream = rec.b.stream
     assert stream["predicted"] > 40 and stream["replaced"] == stream["predicted"] - 3  # tick 0 (A says nothing for it) and the last two, in flight
@@ -42,7 +42,7 @@ def test_compensation_stands_in_predictions_and_replaces_them_with_real_slices()
 
 
 def test_simulation_is_deterministic():
-    net = NetworkConfig(latency_ms=120, jitter_ms=30, loss=0.05, reorder=True)
+    net = NetworkConfig(delay_ms=120, jitter_ms=30, loss=0.05, reorder=True)
     r1 = simulate(TickCounter(), TickCounter(), 2, 3.0, net, seed=5)
     r2 = simulate(TickCounter(), TickCounter(), 2, 3.0, net, seed=5)
     for x, y in zip(r1, r2):
@@ -64,7 +64,7 @@ def test_scripted_user_against_the_baseline_completes_a_dialogue():
     ]
     user = ScriptedUser([script])
     agent = CascadedBaseline(virtual_clock=True, fixed_latency_s=0.5)
-    rec = simulate(user, agent, 1, 24.0, NetworkConfig(latency_ms=160, compensate=False))[0]
+    rec = simulate(user, agent, 1, 24.0, NetworkConfig(delay_ms=160, compensate=False))[0]
     answers = rec.a.state.answers
     assert [a.line for a in answers] == [0, 1, 2, 3]
     assert all(a.start_tick is not None for a in answers)
@@ -84,7 +84,7 @@ def test_domain_dialogues_are_scored_and_byte_identical_with_a_fixed_compute_lat
     def run():
         user = ScriptedUser(domain_scripts(1, seed=3, lines=2))
         agent = CascadedBaseline(virtual_clock=True, fixed_latency_s=0.6)
-        return simulate(user, agent, 1, 16.0, NetworkConfig(latency_ms=120, jitter_ms=20, loss=0.02), seed=3)[0]
+        return simulate(user, agent, 1, 16.0, NetworkConfig(delay_ms=120, jitter_ms=20, loss=0.02), seed=3)[0]
 
     a, b = run(), run()
     assert np.array_equal(a.a.stereo(), b.a.stereo()) and np.array_equal(a.b.stereo(), b.b.stereo())
@@ -102,7 +102,7 @@ def test_wall_mode_runs_through_real_websocket_sessions_with_the_link_applied(tm
     from tests.server_support import ServerThread
 
     with ServerThread(TickCounter()) as server:
-        rec = asyncio.run(simulate_wall(server.url, {}, 3.0, NetworkConfig(latency_ms=200, compensate=False)))
+        rec = asyncio.run(simulate_wall(server.url, {}, 3.0, NetworkConfig(delay_ms=200, compensate=False)))
     said, heard = levels(rec.a.said), levels(rec.b.heard)
     n = int(np.count_nonzero(said))
     assert n >= 30, "side A's session spoke every tick"
