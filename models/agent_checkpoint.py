@@ -15,14 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from models.checkpoint import (
-    CheckpointError,
-    config_from_dict,
-    config_to_dict,
-    load_weights,
-    read_pretrained,
-    save_pretrained,
-)
+from models.checkpoint import CheckpointError, load_model, save_model
 from models.codec import Codec, load_codec, save_codec
 from models.listen_encoder import ListenEncoder, load_listen_encoder, save_listen_encoder
 from models.lm import MODEL_TYPE, SyncLM, SyncLMConfig
@@ -55,7 +48,7 @@ class AgentModels:
 
 def save_agent(models: AgentModels, folder: str | os.PathLike) -> None:
     folder = Path(folder)
-    save_pretrained(folder, config_to_dict(models.lm.config, MODEL_TYPE), models.lm)
+    save_model(models.lm, folder, MODEL_TYPE)
     models.tokenizer.save(folder)
     save_codec(models.codec, folder / "codec")
     save_listen_encoder(models.listen, folder / "listen")
@@ -63,10 +56,8 @@ def save_agent(models: AgentModels, folder: str | os.PathLike) -> None:
 
 def load_agent_models(folder: str | os.PathLike) -> AgentModels:
     folder = Path(folder)
-    data, weights = read_pretrained(folder)
-    lm = SyncLM(config_from_dict(SyncLMConfig, data, MODEL_TYPE, str(folder)))
-    load_weights(lm, weights, str(folder))
-    models = AgentModels(lm.eval(), load_codec(folder / "codec"), load_listen_encoder(folder / "listen"),
+    lm = load_model(folder, SyncLM, SyncLMConfig, MODEL_TYPE)
+    models = AgentModels(lm, load_codec(folder / "codec"), load_listen_encoder(folder / "listen"),
                          TextTokenizer.load(folder))
     models.check(str(folder))
     return models

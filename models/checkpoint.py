@@ -177,3 +177,19 @@ def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], where
                 f"expected {tuple(expected[name].shape)})"
             )
     model.load_state_dict(weights)
+
+
+ModelT = TypeVar("ModelT", bound=torch.nn.Module)
+
+
+def save_model(model: torch.nn.Module, folder: str | os.PathLike, model_type: str) -> None:
+    """Save a model whose `config` is a dataclass, as `model_type`."""
+    save_pretrained(folder, config_to_dict(model.config, model_type), model)
+
+
+def load_model(folder: str | os.PathLike, model_cls: type[ModelT], config_cls: type, model_type: str) -> ModelT:
+    """Rebuild `model_cls(config)` from a checkpoint folder holding a `model_type` model, in eval mode."""
+    data, weights = read_pretrained(folder)
+    model = model_cls(config_from_dict(config_cls, data, model_type, str(folder)))
+    load_weights(model, weights, str(folder))
+    return model.eval()

@@ -26,13 +26,7 @@ from encodec.modules import SEANetDecoder, SEANetEncoder
 from torch import nn
 
 from audio.frames import SAMPLE_RATE
-from models.checkpoint import (
-    config_from_dict,
-    config_to_dict,
-    load_weights,
-    read_pretrained,
-    save_pretrained,
-)
+from models.checkpoint import load_model, save_model
 from models.rvq import ResidualVQ
 from models.streaming_seanet import State, StreamingPart, streaming, zero_state
 
@@ -216,12 +210,9 @@ def check_sample_rate(sample_rate: int, config: CodecConfig) -> None:
 
 
 def save_codec(codec: Codec, folder: str | os.PathLike) -> None:
-    save_pretrained(folder, config_to_dict(codec.config, MODEL_TYPE), codec)
+    save_model(codec, folder, MODEL_TYPE)
 
 
 def load_codec(folder: str | os.PathLike) -> Codec:
     """A codec from a checkpoint folder, in eval mode."""
-    data, weights = read_pretrained(folder)
-    codec = Codec(config_from_dict(CodecConfig, data, MODEL_TYPE, str(folder)))
-    load_weights(codec, weights, str(folder))
-    return codec.eval()
+    return load_model(folder, Codec, CodecConfig, MODEL_TYPE)

@@ -34,13 +34,7 @@ import torchaudio
 from torch import nn
 
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
-from models.checkpoint import (
-    config_from_dict,
-    config_to_dict,
-    load_weights,
-    read_pretrained,
-    save_pretrained,
-)
+from models.checkpoint import load_model, save_model
 
 MODEL_TYPE = "duplex-listen-encoder"
 EMPTY_POSITION = -1e9  # key position of a cache slot that holds nothing yet
@@ -274,12 +268,9 @@ class ListenEncoder(nn.Module):
 
 
 def save_listen_encoder(model: ListenEncoder, folder: str | os.PathLike) -> None:
-    save_pretrained(folder, config_to_dict(model.config, MODEL_TYPE), model)
+    save_model(model, folder, MODEL_TYPE)
 
 
 def load_listen_encoder(folder: str | os.PathLike) -> ListenEncoder:
     """A listen encoder from a checkpoint folder, in eval mode."""
-    data, weights = read_pretrained(folder)
-    model = ListenEncoder(config_from_dict(ListenConfig, data, MODEL_TYPE, str(folder)))
-    load_weights(model, weights, str(folder))
-    return model.eval()
+    return load_model(folder, ListenEncoder, ListenConfig, MODEL_TYPE)
