@@ -189,12 +189,13 @@ class CascadedBaseline(PerSessionAgent):
                 s.turn_checked = False
                 return self._silence(s)
             silence = s.gate.silence_windows
-            audio = np.concatenate(s.turn)
             if self.smart_turn and not s.turn_checked and silence >= s.gate.hangover_windows:
                 s.turn_checked = True
+                audio = np.concatenate(s.turn)
                 s.job = self.offloader.submit(lambda: self._answer_if_complete(audio), s.tick)
                 s.mode = Mode.THINKING
             elif silence >= self.end_of_turn_windows:
+                audio = np.concatenate(s.turn)
                 s.job = self.offloader.submit(lambda: self._answer(audio), s.tick)
                 s.mode = Mode.THINKING
             return self._silence(s)
