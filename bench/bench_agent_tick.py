@@ -10,7 +10,9 @@ p50/p99 and how many ticks would have missed an 80 ms deadline.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import tempfile
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -43,6 +45,8 @@ def main() -> None:
     parser.add_argument("--sessions", default="1,16")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--profile", action="store_true",
+                        help="also print the operators that take the most time per tick (cProfile), last session count")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -61,10 +65,19 @@ def main() -> None:
             loop.run(step, 25)  # warm-up
             loop.stats.compute_ms.clear()
             ticks = int(args.seconds / 0.08)
+            profiler = cProfile.Profile() if args.profile else None
+            if profiler:
+                profiler.enable()
             loop.run(step, ticks)
+            if profiler:
+                profiler.disable()
             ms = np.asarray(loop.stats.compute_ms)
             print(f"learned agent tick ({args.threads} thread): {n:2d} session(s)  p50 {np.percentile(ms, 50):6.1f} ms  "
                   f"p99 {np.percentile(ms, 99):6.1f} ms  over 80 ms: {int((ms > 80).sum())}/{ticks}")
+            if profiler:
+                stats = pstats.Stats(profiler).stats
+                top = sorted(((v[2], k[2]) for k, v in stats.items()), reverse=True)[:8]
+                print("   ms per tick by operator: " + ", ".join(f"{name} {t / ticks * 1000:.1f}" for t, name in top))
 
 
 if __name__ == "__main__":
