@@ -57,9 +57,14 @@ def known_voice_names() -> frozenset[str]:
     """Voice and variant names espeak-ng knows (languages and the !v variants)."""
     out = subprocess.run([espeak_binary(), "--voices"], capture_output=True, text=True, check=True).stdout
     names = {line.split()[1] for line in out.splitlines()[1:] if len(line.split()) > 1}
-    variants = subprocess.run([espeak_binary(), "--voices=variant"], capture_output=True, text=True, check=True).stdout
-    names |= {line.split("!v/", 1)[1].strip() for line in variants.splitlines() if "!v/" in line}
-    return frozenset(names)
+    return frozenset(names) | known_variants()
+
+
+@lru_cache(maxsize=1)
+def known_variants() -> frozenset[str]:
+    """The voice variants (timbres, the !v files) espeak-ng knows, e.g. m3, f5, Gene."""
+    out = subprocess.run([espeak_binary(), "--voices=variant"], capture_output=True, text=True, check=True).stdout
+    return frozenset(re.split(r"\s{2,}", line.split("!v/", 1)[1].strip())[0] for line in out.splitlines() if "!v/" in line)
 
 
 @lru_cache(maxsize=1)

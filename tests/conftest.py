@@ -39,7 +39,7 @@ def speech():
     """A few cached utterances: name -> trimmed 16 kHz audio."""
     return {
         "question": trimmed_speech("what is the capital of france"),
-        "arithmetic": trimmed_speech("what is seven plus five"),
+        "arithmetic": trimmed_speech("what is seven plus five", Voice("en-us")),
         "answer": trimmed_speech("the capital of france is paris", Voice("en-us", "f2")),
         "short": trimmed_speech("hello there", Voice("en-us", "f2")),
         "long": trimmed_speech("one two three four five six seven eight nine ten", Voice("en-us", "f2")),

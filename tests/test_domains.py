@@ -33,6 +33,7 @@ from duplex.domains import (
         ("France's capital", ["france", "capital"]),
         ("Bogotá", ["bogota"]),
         ("7x3", ["7", "times", "3"]),
+        ("13 times 10 is 100 and 30.", ["13", "times", "10", "is", "130"]),
     ],
 )
 def test_normalize(text, tokens):
@@ -58,6 +59,33 @@ def test_checker_arithmetic_judges_the_result_not_the_operands():
     expected = Expected.of("last_number", "2")
     assert not check_answer(expected, "two plus zero is three").correct
     assert check_answer(expected, "two plus zero is two").correct
+
+
+def test_checker_ignores_a_misheard_plural_but_not_a_wrong_word():
+    expected = Expected.of("all", "sunlight", "roots")
+    assert check_answer(expected, "Trees make food from sunlight. Their root hold the soil.").correct
+    assert not check_answer(expected, "Trees make food from sunlight. Their leaves hold the soil.").correct
+
+
+@pytest.mark.parametrize(
+    "heard, answer",
+    [
+        ("Tell me the product on 13 and 10.", "thirteen times ten is one hundred and thirty."),
+        ("Do you know what 5 plus 60 makes?", "five plus sixteen is twenty-one."),
+        ("What do you get when you take 3 from 12?", "twelve minus three is nine."),
+        ("and let's come from 14 to 19.", "fourteen, fifteen, sixteen, seventeen, eighteen, nineteen."),
+        ("repeat that word engine heavy frozen.", "engine heavy frozen."),
+        ("which is in Chilean capital.", "the capital of Chile is Santiago."),
+        ("You described penguin for me.", "Penguins are birds that cannot fly"),
+    ],
+)
+def test_responder_undoes_common_recognition_slips(heard, answer):
+    assert understand(heard).answers[0].startswith(answer)
+
+
+@pytest.mark.parametrize("heard", ["Weach CTs, join us, capital.", "what is 5 plus?", "add 31 and 2", "the capital"])
+def test_responder_does_not_guess_from_too_little(heard):
+    assert understand(heard) is None
 
 
 def test_checker_gives_partial_credit_for_a_partial_count():
