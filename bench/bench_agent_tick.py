@@ -32,12 +32,12 @@ from models.text_tokenizer import TextTokenizer
 from training.speech_lm_stage import fitted_lm_config, tokenizer_corpus
 
 
-def build_agent(folder: str) -> SpeechLMAgent:
+def build_agent(folder: str, onnx: bool) -> SpeechLMAgent:
     codec, listen = Codec().eval(), ListenEncoder().eval()
     tokenizer = TextTokenizer.train(tokenizer_corpus(0), 1024)
     lm = SyncLM(fitted_lm_config(SyncLMConfig(), codec, listen, tokenizer)).eval()
     save_agent(AgentModels(lm, codec, listen, tokenizer), folder)
-    return SpeechLMAgent.from_checkpoint(folder)
+    return SpeechLMAgent.from_checkpoint(folder, onnx=onnx)
 
 
 def main() -> None:
@@ -45,13 +45,15 @@ def main() -> None:
     parser.add_argument("--sessions", default="1,16")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--torch-only", action="store_true",
+                        help="eager torch for every step (the default uses onnxruntime where it was measured faster)")
     parser.add_argument("--profile", action="store_true",
                         help="also print the operators that take the most time per tick (cProfile), last session count")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
-        agent = build_agent(folder)
+        agent = build_agent(folder, onnx=not args.torch_only)
         for n in (int(x) for x in args.sessions.split(",")):
             engine = Engine(agent)
             sessions = [engine.open_session(seed=i) for i in range(n)]
@@ -72,7 +74,8 @@ def main() -> None:
             if profiler:
                 profiler.disable()
             ms = np.asarray(loop.stats.compute_ms)
-            print(f"learned agent tick ({args.threads} thread): {n:2d} session(s)  p50 {np.percentile(ms, 50):6.1f} ms  "
+            runtime = "torch" if args.torch_only else "torch+onnxruntime"
+            print(f"learned agent tick ({args.threads} thread, {runtime}): {n:2d} session(s)  p50 {np.percentile(ms, 50):6.1f} ms  "
                   f"p99 {np.percentile(ms, 99):6.1f} ms  over 80 ms: {int((ms > 80).sum())}/{ticks}")
             if profiler:
                 stats = pstats.Stats(profiler).stats

@@ -41,6 +41,7 @@ from models.agent_checkpoint import AgentModels, load_agent_models
 from models.codec import CodecStreamState
 from models.listen_encoder import ListenState
 from models.lm import KVCache
+from models.onnx_export import OnnxCodecDecoder, OnnxListenStep
 from models.text_tokenizer import PAD
 
 SPEECH_RMS = 0.01
@@ -85,8 +86,12 @@ class SpeechLMAgent(Agent):
     can_say = True
 
     def __init__(self, models: AgentModels, name: str = "speech-lm", role: int = 0, temperature: float = 0.8,
-                 top_k: int = 50, text_lead: int = 2, done_silence_ticks: int = 4):
+                 top_k: int = 50, text_lead: int = 2, done_silence_ticks: int = 4, onnx: bool = True):
         self.m = models
+        # onnxruntime where it was measured faster (docs/benchmarks.md): the codec decoder at any batch,
+        # the listen encoder for a single session; eager torch otherwise (and everywhere with onnx=False)
+        self._decode = OnnxCodecDecoder(models.codec) if onnx else models.codec.decode_step
+        self._listen_one = OnnxListenStep(models.listen) if onnx else models.listen.step
         self.name = name
         self.role = role
         self.tick_ms = models.lm.config.tick_ms
@@ -124,7 +129,8 @@ class SpeechLMAgent(Agent):
         B = len(states)
         lm = self.m.lm
         listen_state, cache, decode_state = self._batched_state(states)
-        feats, listen_state = self.m.listen.step(torch.from_numpy(listen), listen_state)
+        listen_step = self._listen_one if B == 1 else self.m.listen.step
+        feats, listen_state = listen_step(torch.from_numpy(listen), listen_state)
         text_logits, audio_logits = lm.step(
             torch.stack([s.columns[-1] for s in states]),
             torch.tensor([s.prev_text for s in states]),
@@ -141,7 +147,7 @@ class SpeechLMAgent(Agent):
             self._transcript(s, s.prev_text)
             # the frame that is complete now: codebook 0 from d ticks ago, the rest from this tick
             frames.append(torch.cat([s.columns[0][:1], column[1:]]))
-        audio, decode_state = self.m.codec.decode_step(torch.stack(frames), decode_state)
+        audio, decode_state = self._decode_complete(torch.stack(frames), decode_state)
         out = audio.numpy().astype(np.float32)
         self._batch = _Batch(tuple(s.uid for s in states), listen_state, cache, decode_state)
         for b, s in enumerate(states):
@@ -151,6 +157,16 @@ class SpeechLMAgent(Agent):
             self._after(s, out[b])
             s.tick += 1
         return out
+
+    def _decode_complete(self, frames: torch.Tensor, state: CodecStreamState) -> tuple[torch.Tensor, CodecStreamState]:
+        """Audio of each row's frame; a row whose frame is not complete yet (codebook 0 still the start
+        token, in a session's first `delay` ticks) gets silence and keeps its decoder state."""
+        complete = (frames < self.m.codec.config.codebook_size).all(dim=1)
+        audio, new_state = self._decode(frames.where(complete[:, None], 0), state)
+        if bool(complete.all()):
+            return audio, new_state
+        keep = lambda new, old: torch.where(complete.view(-1, *[1] * (new.ndim - 1)), new, old)  # noqa: E731
+        return audio * complete[:, None], CodecStreamState([keep(n, o) for n, o in zip(new_state.tensors, state.tensors)])
 
     def _batched_state(self, states: Sequence[LMState]) -> tuple[ListenState, list[KVCache], CodecStreamState]:
         """The sessions' streaming states as one batch: last tick's batch when the same sessions

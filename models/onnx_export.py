@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import copy
 import os
+import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from models.codec import Codec
+from models.codec import Codec, CodecStreamState
 from models.listen_encoder import ListenEncoder, ListenState
 
 OPSET = 17
@@ -110,3 +112,39 @@ class OnnxStep:
     def __call__(self, first: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
         outputs = self.session.run(None, dict(zip(self.input_names, [first, *state])))
         return outputs[0], outputs[1:]
+
+
+def _session(export: Callable[[nn.Module, Path], None], model: nn.Module, threads: int) -> OnnxStep:
+    """An onnxruntime session of a freshly exported step (the graph file is only needed while loading)."""
+    with tempfile.TemporaryDirectory(prefix="duplex-onnx-") as folder:
+        path = Path(folder) / "step.onnx"
+        export(model, path)
+        return OnnxStep(path, threads)
+
+
+def _arrays(tensors) -> list[np.ndarray]:
+    return [np.ascontiguousarray(t.numpy()) for t in tensors]
+
+
+class OnnxCodecDecoder:
+    """`Codec.decode_step` run by onnxruntime: the same call, state and output (within 1e-4). Faster
+    than eager torch at every batch measured (docs/benchmarks.md), so the learned agent decodes with it."""
+
+    def __init__(self, codec: Codec, threads: int = 1):
+        self.step = _session(export_codec_decoder, codec, threads)
+
+    def __call__(self, codes: torch.Tensor, state: CodecStreamState) -> tuple[torch.Tensor, CodecStreamState]:
+        audio, new_state = self.step(codes.numpy(), _arrays(state.tensors))
+        return torch.from_numpy(audio), CodecStreamState([torch.from_numpy(t) for t in new_state])
+
+
+class OnnxListenStep:
+    """`ListenEncoder.step` run by onnxruntime: the same call, state and output (within 1e-4). Faster than
+    eager torch for one session, slower for many (docs/benchmarks.md); the agent picks by batch size."""
+
+    def __init__(self, encoder: ListenEncoder, threads: int = 1):
+        self.step = _session(export_listen_step, encoder, threads)
+
+    def __call__(self, audio: torch.Tensor, state: ListenState) -> tuple[torch.Tensor, ListenState]:
+        features, new_state = self.step(np.ascontiguousarray(audio.numpy()), _arrays(state.tensors()))
+        return torch.from_numpy(features), ListenState(*(torch.from_numpy(t) for t in new_state))

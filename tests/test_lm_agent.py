@@ -94,3 +94,50 @@ def test_the_text_stream_is_sent_as_transcript_deltas(tiny_folder):
     deltas = [e["text"] for e in r.events if e["type"] == "agent.transcript.delta"]
     # an untrained model also emits text of its own before the utterance starts
     assert "hello there ünï" in "".join(deltas)
+
+
+def test_onnxruntime_steps_equal_the_torch_steps_with_state_carried():
+    import torch
+
+    from models.onnx_export import OnnxCodecDecoder, OnnxListenStep
+
+    torch.manual_seed(1)
+    codec = Codec(CodecConfig(n_filters=4, dimension=16, n_q=2, codebook_size=16, lstm_layers=1)).eval()
+    listen = ListenEncoder(ListenConfig(d_model=16, layers=1, heads=2, window=8)).eval()
+    decode, hear = OnnxCodecDecoder(codec), OnnxListenStep(listen)
+    codes = torch.randint(0, 16, (2, 2, 12))
+    audio = torch.randn(2, 12, 1280) * 0.1
+    torch_decode, onnx_decode = codec.new_decode_state(2), codec.new_decode_state(2)
+    torch_listen, onnx_listen = listen.new_state(2), listen.new_state(2)
+    with torch.no_grad():
+        for t in range(12):
+            expected, torch_decode = codec.decode_step(codes[:, :, t], torch_decode)
+            got, onnx_decode = decode(codes[:, :, t], onnx_decode)
+            assert got.abs().max() > 0 and torch.allclose(got, expected, atol=1e-4)
+            expected, torch_listen = listen.step(audio[:, t], torch_listen)
+            got, onnx_listen = hear(audio[:, t], onnx_listen)
+            assert torch.allclose(got, expected, atol=1e-4)
+
+
+def test_the_agent_says_the_same_with_and_without_onnxruntime(tiny_folder):
+    from duplex.lm_agent import SpeechLMAgent
+
+    models = load_agent_models(tiny_folder)
+    user = np.random.default_rng(2).normal(0, 0.05, 16000 * 2).astype(np.float32)
+    events = [respond_audio(SpeechLMAgent(models, onnx=onnx), user, seed=4, say="hello there").events
+              for onnx in (True, False)]
+    assert events[0] == events[1]
+
+
+def test_a_new_session_steps_without_error_before_its_first_frame_is_complete(tiny_folder):
+    # the first `acoustic_delay` ticks have no complete codec frame: silence, not an out-of-range code
+    from duplex.lm_agent import SpeechLMAgent
+
+    agent = SpeechLMAgent(load_agent_models(tiny_folder))
+    old = agent.new_state(seed=0)
+    listen = np.zeros((1, 1280), np.float32)
+    for _ in range(3):
+        agent.step([old], listen)
+    new = agent.new_state(seed=1)  # joins a batch whose other session is already speaking
+    out = agent.step([old, new], np.zeros((2, 1280), np.float32))
+    assert out.shape == (2, 1280) and not out[1].any()
