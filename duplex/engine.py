@@ -13,6 +13,7 @@ each session is retried alone, and the ones that still raise are marked
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 
 import numpy as np
@@ -20,6 +21,8 @@ import numpy as np
 from audio.vad import process_streams
 from duplex.agent import Agent
 from duplex.session import Session
+
+log = logging.getLogger(__name__)
 
 
 class Engine:
@@ -72,8 +75,9 @@ class Engine:
     def _agent_step(self, sessions: list[Session], listen: np.ndarray) -> np.ndarray:
         try:
             return self.agent.step([s.state for s in sessions], listen)
-        except Exception:
-            pass
+        except Exception as exc:  # logged, so that a fault the retry hides still shows
+            log.warning("batched agent step failed (%s: %s); retrying its %d sessions one by one",
+                        type(exc).__name__, exc, len(sessions))
         outputs = np.zeros_like(listen)
         for i, session in enumerate(sessions):
             try:
