@@ -120,3 +120,16 @@ def test_latest_link_points_at_the_newest_checkpoint(uninterrupted):
     link = uninterrupted.folder.checkpoints / "latest"
     assert link.is_symlink() and link.resolve() == uninterrupted.folder.latest().resolve()
     assert load_codec(link).config == TINY.codec
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_and_the_run_resumes(uninterrupted, tmp_path):
+    import signal
+
+    first = trainer(tmp_path)
+    first.run(on_step=lambda done: os.kill(os.getpid(), signal.SIGTERM) if done == 3 else None)
+    assert first.step == 3 and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+    second = trainer(tmp_path)
+    assert second.resume() and second.step == 3  # step 3 was not due for a checkpoint: written on the stop
+    second.run()
+    for name, tensor in weights(uninterrupted).items():
+        assert torch.equal(tensor, weights(second)[name]), name

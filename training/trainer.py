@@ -18,6 +18,9 @@ for every stage:
   is wrapped in DistributedDataParallel and each rank draws its own batches;
   rank 0 alone writes.
 - A tqdm progress bar, `log.jsonl` (one line per logged step) and `loss.png`.
+- Stopping: SIGTERM or Ctrl-C ends the run after the current step with a
+  checkpoint, so a stopped run loses no work (a SIGKILL loses at most
+  `checkpoint_minutes`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import json
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -311,24 +316,60 @@ class Trainer:
         if main:
             self.folder.root.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=cfg.steps, initial=self.step, desc=self.stage.name, disable=not (main and self.progress))
-        last_save = time.monotonic()
-        while self.step < cfg.steps:
-            started = time.monotonic()
-            metrics = self.train_step(self.step)
-            self.step += 1
-            self.seconds += time.monotonic() - started
-            bar.update(1)
-            if main and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
-                row = {"step": self.step, **metrics, "seconds": round(self.seconds, 1)}
-                self.folder.append_log(row)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k != "lr"}, refresh=False)
-            due_by_time = time.monotonic() - last_save >= cfg.checkpoint_minutes * 60
-            due_by_step = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
-            if main and (due_by_time or due_by_step or self.step == cfg.steps):
-                self.save_checkpoint()
-                last_save = time.monotonic()
-            if on_step is not None:
-                on_step(self.step)
-        bar.close()
+        last_save, saved_step = time.monotonic(), self.step
+        with _StopRequest() as stop:
+            while self.step < cfg.steps and not stop.agreed(self.dist.world_size):
+                started = time.monotonic()
+                metrics = self.train_step(self.step)
+                self.step += 1
+                self.seconds += time.monotonic() - started
+                bar.update(1)
+                if main and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
+                    row = {"step": self.step, **metrics, "seconds": round(self.seconds, 1)}
+                    self.folder.append_log(row)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k != "lr"}, refresh=False)
+                due_by_time = time.monotonic() - last_save >= cfg.checkpoint_minutes * 60
+                due_by_step = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
+                if main and (due_by_time or due_by_step or self.step == cfg.steps):
+                    self.save_checkpoint()
+                    last_save, saved_step = time.monotonic(), self.step
+                if on_step is not None:
+                    on_step(self.step)
+            bar.close()
+            if stop.requested and main:
+                if saved_step != self.step:
+                    self.save_checkpoint()
+                print(f"stopped at step {self.step}; checkpoint written, the same command resumes", flush=True)
         if self.dist.world_size > 1:
             dist.barrier()
+
+
+class _StopRequest:
+    """SIGTERM / SIGINT during a run: noted, so the loop ends after the current step with a checkpoint.
+    Signals can only be caught on the main thread; a run on another thread keeps the defaults."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._note) for sig in self.SIGNALS}
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+    def agreed(self, world_size: int) -> bool:
+        """Whether to stop now; with several processes, all stop together when any was asked to."""
+        if world_size > 1:
+            flag = torch.tensor(float(self.requested))
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            self.requested = bool(flag.item())
+        return self.requested
+
+    def __enter__(self) -> "_StopRequest":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
