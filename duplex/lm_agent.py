@@ -69,6 +69,10 @@ class LMState(AgentState):
     listen: ListenState | None = None
     cache: list[KVCache] = field(default_factory=list)
     decode: CodecStreamState | None = None
+    partner_logits: torch.Tensor | None = None
+    """(Q, K) the partner heads' last output: the partner's codec frame expected next tick."""
+    partner_decode: CodecStreamState | None = None
+    """Codec decoder state of the predicted partner stream (latency compensation)."""
     columns: deque = field(default_factory=deque)
     """The last d+1 token columns (acoustic delay d), to assemble the complete frame."""
     prev_text: int = PAD
@@ -88,6 +92,7 @@ class SpeechLMAgent(Agent):
     def __init__(self, models: AgentModels, name: str = "speech-lm", role: int = 0, temperature: float = 0.8,
                  top_k: int = 50, text_lead: int = 2, done_silence_ticks: int = 4, onnx: bool = True):
         self.m = models
+        self.can_predict_partner = models.lm.config.partner_heads
         # onnxruntime where it was measured faster (docs/benchmarks.md): the codec decoder at any batch,
         # the listen encoder for a single session; eager torch otherwise (and everywhere with onnx=False)
         self._decode = OnnxCodecDecoder(models.codec) if onnx else models.codec.decode_step
@@ -115,6 +120,7 @@ class SpeechLMAgent(Agent):
             listen=self.m.listen.new_state(1),
             cache=self.m.lm.new_cache(1),
             decode=self.m.codec.new_decode_state(1),
+            partner_decode=self.m.codec.new_decode_state(1),
             columns=deque([bos] * (self.delay + 1), maxlen=self.delay + 1),
             generator=torch.Generator().manual_seed(seed),
             uid=next(self._uids),
@@ -131,7 +137,7 @@ class SpeechLMAgent(Agent):
         listen_state, cache, decode_state = self._batched_state(states)
         listen_step = self._listen_one if B == 1 else self.m.listen.step
         feats, listen_state = listen_step(torch.from_numpy(listen), listen_state)
-        text_logits, audio_logits = lm.step(
+        text_logits, audio_logits, partner_logits = lm.step(
             torch.stack([s.columns[-1] for s in states]),
             torch.tensor([s.prev_text for s in states]),
             feats.reshape(B, -1),
@@ -141,6 +147,7 @@ class SpeechLMAgent(Agent):
         )
         frames = []
         for b, s in enumerate(states):
+            s.partner_logits = None if partner_logits is None else partner_logits[b]
             column = self._sample_audio(audio_logits[b], s.generator)
             s.columns.append(column)
             s.prev_text = self._text_token(s, text_logits[b])
@@ -158,9 +165,21 @@ class SpeechLMAgent(Agent):
             s.tick += 1
         return out
 
+    @torch.no_grad()
+    def predict_partner(self, states: Sequence[LMState]) -> np.ndarray:
+        """Each session's partner slice of the coming tick as the model expects it: the most likely frame
+        of its partner heads, through the session's own partner decoder (silence before its first step).
+        A real slice that arrives later is not fed back: the model goes on from what it heard, as SyncLLM does."""
+        unknown = torch.full((self.m.codec.config.n_q,), self.m.codec.config.codebook_size)
+        frames = torch.stack([unknown if s.partner_logits is None else s.partner_logits.argmax(-1) for s in states])
+        audio, decode = self._decode_complete(frames, _cat_decode([s.partner_decode for s in states]))
+        for b, s in enumerate(states):
+            s.partner_decode = CodecStreamState([t[b : b + 1] for t in decode.tensors])
+        return audio.numpy().astype(np.float32)
+
     def _decode_complete(self, frames: torch.Tensor, state: CodecStreamState) -> tuple[torch.Tensor, CodecStreamState]:
         """Audio of each row's frame; a row whose frame is not complete yet (codebook 0 still the start
-        token, in a session's first `delay` ticks) gets silence and keeps its decoder state."""
+        token, in a session's first `delay` ticks; no prediction yet) gets silence and keeps its decoder state."""
         complete = (frames < self.m.codec.config.codebook_size).all(dim=1)
         audio, new_state = self._decode(frames.where(complete[:, None], 0), state)
         if bool(complete.all()):

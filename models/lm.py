@@ -57,6 +57,9 @@ class SyncLMConfig:
     """Ticks of context the model attends to (375 x 80 ms = 30 s)."""
     acoustic_delay: int = 1
     """Codebooks 1.. are predicted this many ticks after codebook 0 (Moshi's delay pattern)."""
+    partner_heads: bool = True
+    """Also predict the codec frame the partner will say next tick (SyncLLM's latency compensation: when
+    the partner's slice arrives late over a network, the prediction stands in for it)."""
     tick_ms: int = 80
 
     @property
@@ -209,6 +212,9 @@ class SyncLM(nn.Module):
         self.model = Backbone(c)
         self.text_head = nn.Linear(c.hidden_size, c.text_vocab_size, bias=False)
         self.audio_heads = nn.ModuleList(nn.Linear(c.hidden_size, c.codebook_size, bias=False) for _ in range(c.n_codebooks))
+        self.partner_heads = nn.ModuleList(
+            nn.Linear(c.hidden_size, c.codebook_size, bias=False) for _ in range(c.n_codebooks if c.partner_heads else 0)
+        )
         self.apply(self._init)
 
     @staticmethod
@@ -225,15 +231,17 @@ class SyncLM(nn.Module):
             x = x + emb(audio_in[:, q])
         return x
 
-    def _heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         h = self.model.norm(h)
-        return self.text_head(h), torch.stack([head(h) for head in self.audio_heads], dim=1)
+        partner = torch.stack([head(h) for head in self.partner_heads], dim=1) if self.config.partner_heads else None
+        return self.text_head(h), torch.stack([head(h) for head in self.audio_heads], dim=1), partner
 
     def forward(self, audio_in: torch.Tensor, text_in: torch.Tensor, listen: torch.Tensor, role: torch.Tensor):
         """Teacher-forced whole sequences.
 
         audio_in (B, Q, T) long, text_in (B, T) long, listen (B, T, listen_dim), role (B,) long.
-        Returns text logits (B, T, V) and audio logits (B, Q, T, codebook_size).
+        Returns text logits (B, T, V), audio logits (B, Q, T, codebook_size) and the partner's next-frame
+        logits (B, Q, T, codebook_size), None without partner heads.
         """
         c = self.config
         T = text_in.shape[1]
@@ -253,15 +261,16 @@ class SyncLM(nn.Module):
 
     def step(self, audio_in, text_in, listen, role, cache: list[KVCache], positions: torch.Tensor):
         """One tick for a batch: audio_in (B, Q), text_in (B,), listen (B, listen_dim), role (B,),
-        positions (B,) each session's tick index. Returns text logits (B, V), audio logits (B, Q, K)."""
+        positions (B,) each session's tick index. Returns text logits (B, V), audio logits (B, Q, K) and
+        partner logits (B, Q, K) (None without partner heads)."""
         c = self.config
         cos, sin = rope_angles(positions, c.head_dim, c.rope_theta)
         cos, sin = cos[:, None, None, :], sin[:, None, None, :]
         x = self._embed(audio_in[:, :, None], text_in[:, None], role)
         for fuse, block, layer_cache in zip(self.listen_fusion, self.model.layers, cache):
             x = block(x + fuse(listen)[:, None, :], cos, sin, cache=layer_cache, positions=positions)
-        text_logits, audio_logits = self._heads(x)
-        return text_logits[:, 0], audio_logits[:, :, 0]
+        text_logits, audio_logits, partner_logits = self._heads(x)
+        return text_logits[:, 0], audio_logits[:, :, 0], None if partner_logits is None else partner_logits[:, :, 0]
 
 
 def delay_codes(codes: torch.Tensor, delay: int, bos: int) -> torch.Tensor:

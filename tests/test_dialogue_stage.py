@@ -1,5 +1,7 @@
 """The full-duplex dialogue stage on tiny parts and a dialogue made by the data generator."""
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import pytest
@@ -90,3 +92,24 @@ def test_window_tokens_are_the_dialogues_tokens_in_context(setup):
 
     assert e.agent_codes.shape[1] == s.batches.samples // 1280
     assert agree(0) > 0.5 and agree(0) > agree(3) + 0.1  # aligned, not one tick off
+
+
+def test_the_partner_target_is_the_heard_stream_one_tick_ahead(setup, monkeypatch):
+    from training.speech_lm_stage import IGNORE
+
+    s = stage(setup)
+    ticks, length = s.config.ticks, 100  # a heard channel of 100 ticks whose token at tick t is t
+    monkeypatch.setattr(s, "_channel_codes", lambda path, audio, channel: torch.arange(length).repeat(2, 1))
+    for start, delay in [(0, 0), (0, 2), (30, 3), (90, 1)]:
+        target = s._partner_target(Path("d"), None, 1, start, delay)
+        for position in range(ticks):
+            source = start + position + 1 - delay  # the heard slice after this position, in the dialogue's time
+            expected = source if position + 1 >= delay and source < length else IGNORE
+            assert (target[:, position] == expected).all(), (start, delay, position)
+
+
+def test_the_loss_has_a_partner_term(setup, tmp_path):
+    trainer = Trainer(stage(setup), TrainConfig(steps=2, batch_size=2, lr_warmup_steps=1, log_every=1),
+                      tmp_path / "run", progress=False)
+    trainer.run()
+    assert all(row["partner"] > 0 for row in trainer.folder.read_log())

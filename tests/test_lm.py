@@ -27,12 +27,13 @@ def test_streaming_equals_teacher_forced(T):
     model = SyncLM(TINY).eval()
     audio, text, listen, role = inputs(2, T)
     with torch.no_grad():
-        full_text, full_audio = model(audio, text, listen, role)
+        full_text, full_audio, full_partner = model(audio, text, listen, role)
         cache = model.new_cache(2)
         for t in range(T):
-            st, sa = model.step(audio[:, :, t], text[:, t], listen[:, t], role, cache, torch.full((2,), t))
+            st, sa, sp = model.step(audio[:, :, t], text[:, t], listen[:, t], role, cache, torch.full((2,), t))
             torch.testing.assert_close(st, full_text[:, t], atol=1e-5, rtol=1e-4)
             torch.testing.assert_close(sa, full_audio[:, :, t], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(sp, full_partner[:, :, t], atol=1e-5, rtol=1e-4)
 
 
 def test_sessions_at_different_positions_share_one_batch():
@@ -40,7 +41,7 @@ def test_sessions_at_different_positions_share_one_batch():
     model = SyncLM(TINY).eval()
     audio, text, listen, role = inputs(2, 9)
     with torch.no_grad():
-        full_text, _ = model(audio, text, listen, role)
+        full_text, _, _ = model(audio, text, listen, role)
         # session 1 joins 4 ticks late: run it alone first, then both in one batch
         cache = model.new_cache(2)
         for t in range(9):
@@ -51,7 +52,7 @@ def test_sessions_at_different_positions_share_one_batch():
             for layer, s in zip(cache, sub):
                 s.k, s.v = layer.k[rows], layer.v[rows]
             src = [(0, t), (1, t - 4)][: len(rows)]
-            st, _ = model.step(
+            st, _, _ = model.step(
                 torch.stack([audio[b, :, i] for b, i in src]),
                 torch.stack([text[b, i] for b, i in src]),
                 torch.stack([listen[b, i] for b, i in src]),
@@ -60,7 +61,7 @@ def test_sessions_at_different_positions_share_one_batch():
             for layer, s in zip(cache, sub):
                 layer.k[rows], layer.v[rows] = s.k, s.v
             torch.testing.assert_close(st[0], full_text[0, t], atol=1e-5, rtol=1e-4)
-        ref, _ = model(audio[1:, :, :5], text[1:, :5], listen[1:, :5], role[1:])
+        ref, _, _ = model(audio[1:, :, :5], text[1:, :5], listen[1:, :5], role[1:])
         torch.testing.assert_close(st[1], ref[0, 4], atol=1e-5, rtol=1e-4)
 
 

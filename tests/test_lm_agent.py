@@ -141,3 +141,29 @@ def test_a_new_session_steps_without_error_before_its_first_frame_is_complete(ti
     new = agent.new_state(seed=1)  # joins a batch whose other session is already speaking
     out = agent.step([old, new], np.zeros((2, 1280), np.float32))
     assert out.shape == (2, 1280) and not out[1].any()
+
+
+def test_the_agent_predicts_its_partner_and_compensates_late_slices_in_a_simulation(tiny_folder):
+    import torch
+
+    from duplex.lm_agent import SpeechLMAgent
+    from duplex.simulate import NetworkConfig, simulate
+
+    models = load_agent_models(tiny_folder)
+    last = [m for m in models.codec.decoder.modules() if isinstance(m, torch.nn.Conv1d)][-1]
+    with torch.no_grad():
+        last.weight_g.fill_(1.0)  # this test's decoder makes sound (the folder's is silent)
+    agent = SpeechLMAgent(models)
+    assert agent.can_predict_partner
+    state = agent.new_state(seed=0)
+    assert not agent.predict_partner([state]).any()  # nothing predicted before the first step
+    agent.step([state], np.zeros((1, 1280), np.float32))
+    predicted = agent.predict_partner([state])
+    # the most likely frame of the partner heads, through a decoder of its own
+    frame = state.partner_logits.argmax(-1)[None]
+    expected, _ = models.codec.decode_step(frame, models.codec.new_decode_state(1))
+    assert predicted.shape == (1, 1280)
+    assert np.abs(predicted).max() > 0
+    np.testing.assert_allclose(predicted, expected.numpy(), atol=1e-4)
+    rec = simulate(SpeechLMAgent(models), SpeechLMAgent(models), 1, 2.0, NetworkConfig(delay_ms=200, compensate=True))[0]
+    assert rec.a.stream["predicted"] > 10 and rec.a.stream["replaced"] > 10

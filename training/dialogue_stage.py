@@ -15,8 +15,11 @@ augmentations serve the runtime's other uses:
   narrates, barges in), so one model can play either side of an
   agent-vs-agent simulation;
 - **latency**: the heard channel is delayed by 0..`max_listen_delay` ticks,
-  so the model keeps its timing when the partner's audio arrives late over a
   network (SyncLLM trains the same way for its latency tolerance).
+
+The model's partner heads learn to predict the heard stream's next slice
+(its codec frame one tick ahead), the prediction that stands in for a late
+slice at run time (docs/speech_lm.md).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import torch
 
 from audio.frames import TICK_SAMPLES
 from training.dataset import DataError, read_dialogue, read_manifest
-from training.speech_lm_stage import Example, SpeechLMStage, SpeechLMStageConfig
+from training.speech_lm_stage import IGNORE, Example, SpeechLMStage, SpeechLMStageConfig
 from training.trainer import TrainConfig
 
 AGENT, USER = 0, 1
@@ -86,7 +89,18 @@ class DialogueStage(SpeechLMStage):
             silence = self.batches.codec.encode(torch.zeros(1, 8 * TICK_SAMPLES))[0, :, -1:]
             codes = torch.cat([codes, silence.repeat(1, n // TICK_SAMPLES - codes.shape[1])], dim=1)
         return Example(window[:, speaker].copy(), listen, words, role=role, kind=f"role{role}-delay{delay}",
-                       agent_codes=codes)
+                       agent_codes=codes, partner_target=self._partner_target(path, audio, heard, start_tick, delay))
+
+    def _partner_target(self, path: Path, audio: np.ndarray, heard: int, start_tick: int, delay: int) -> torch.Tensor:
+        """The heard stream's codec frame of the tick after each position: the heard channel's tokens
+        `delay` ticks late, IGNORE where the stream holds the delay's silence or runs past the dialogue."""
+        codes = self._channel_codes(path, audio, heard)
+        after = np.arange(self.config.ticks) + 1  # the heard stream's tick after each position
+        source = start_tick + after - delay  # that tick in the dialogue's own time
+        known = (after >= delay) & (source < codes.shape[1])
+        target = torch.full((codes.shape[0], self.config.ticks), IGNORE, dtype=torch.long)
+        target[:, torch.from_numpy(known)] = codes[:, torch.from_numpy(source[known])]
+        return target
 
     def _channel_codes(self, path: Path, audio: np.ndarray, channel: int) -> torch.Tensor:
         """Codec tokens of a whole dialogue channel, encoded once per run (the codec is causal, so a

@@ -59,6 +59,9 @@ class Example:
     """The agent's channel already as codec tokens (Q, ticks + 2 + d), for stages that reuse encodings."""
     stop_tick: int | None = None
     """Where the agent's speech was cut because the user interrupted (listen-while-speaking examples)."""
+    partner_target: torch.Tensor | None = None
+    """(Q, ticks) the codec frame of the heard channel's next tick after each position (IGNORE where
+    unknown): the partner-prediction target, for stages that have the heard channel's tokens."""
 
 
 @dataclass
@@ -69,6 +72,13 @@ class LMBatch:
     text_target: torch.Tensor  # (B, T)
     listen: torch.Tensor  # (B, T, listen_dim)
     role: torch.Tensor  # (B,)
+    partner_target: torch.Tensor | None = None  # (B, Q, T), IGNORE where unknown
+
+
+IGNORE = -100
+"""Target id that the cross-entropy skips."""
+PARTNER_WEIGHT = 0.5
+"""Weight of the partner-prediction loss: an auxiliary target, below the model's own speech."""
 
 
 def tokenizer_corpus(seed: int) -> list[str]:
@@ -140,15 +150,24 @@ class BatchMaker:
         user = torch.from_numpy(np.stack([e.user[: T * TICK_SAMPLES] for e in examples]))
         listen = self.listen.encode(user).reshape(len(examples), T, -1)
         role = torch.tensor([e.role for e in examples], dtype=torch.long)
-        return LMBatch(audio_in, target, text_in, text_target, listen, role)
+        partner = None
+        if self.lm_config.partner_heads and all(e.partner_target is not None for e in examples):
+            partner = torch.stack([e.partner_target for e in examples])
+        return LMBatch(audio_in, target, text_in, text_target, listen, role, partner)
 
 
 def lm_loss(model: nn.Module, batch: LMBatch) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy of the text stream plus the mean over codebooks of the audio tokens."""
-    text_logits, audio_logits = model(batch.audio_in, batch.text_in, batch.listen, batch.role)
+    """Cross-entropy of the text stream plus the mean over codebooks of the audio tokens, plus (when the
+    batch has the heard channel's tokens) PARTNER_WEIGHT x that of the partner's next frame."""
+    text_logits, audio_logits, partner_logits = model(batch.audio_in, batch.text_in, batch.listen, batch.role)
     text_loss = F.cross_entropy(text_logits.flatten(0, 1), batch.text_target.flatten())
     audio_loss = F.cross_entropy(audio_logits.flatten(0, 2), batch.audio_target.flatten())
-    return text_loss + audio_loss, {"text": text_loss.item(), "audio": audio_loss.item()}
+    loss, metrics = text_loss + audio_loss, {"text": text_loss.item(), "audio": audio_loss.item()}
+    if partner_logits is not None and batch.partner_target is not None:
+        partner_loss = F.cross_entropy(partner_logits.flatten(0, 2), batch.partner_target.flatten(), ignore_index=IGNORE)
+        loss = loss + PARTNER_WEIGHT * partner_loss
+        metrics["partner"] = partner_loss.item()
+    return loss, metrics
 
 
 def complete_agent_folder(folder: Path, tokenizer: TextTokenizer, codec_path: str, listen_path: str) -> None:
