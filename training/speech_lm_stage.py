@@ -167,6 +167,10 @@ def lm_loss(model: nn.Module, batch: LMBatch) -> tuple[torch.Tensor, dict[str, f
         partner_loss = F.cross_entropy(partner_logits.flatten(0, 2), batch.partner_target.flatten(), ignore_index=IGNORE)
         loss = loss + PARTNER_WEIGHT * partner_loss
         metrics["partner"] = partner_loss.item()
+    elif partner_logits is not None:
+        # no target in this stage: the heads join the graph with zero gradient, as DistributedDataParallel
+        # requires of every parameter
+        loss = loss + 0.0 * partner_logits.sum()
     return loss, metrics
 
 
