@@ -8,6 +8,7 @@ default), or as the best cascaded stacks do, by asking Smart Turn v3.2
 3 s silence as the fallback. Per session it is a small state machine:
 
     LISTENING --user speech--> USER_TURN --end of turn--> THINKING
+    USER_TURN --a pause begins--> (answer prepared speculatively; dropped if the user goes on)
     THINKING --ASR+responder+TTS done--> SPEAKING --audio played--> LISTENING
     SPEAKING --user speech >= barge_in_s--> USER_TURN (interrupted)
     THINKING --user speaks again--> USER_TURN (the pending answer is dropped,
@@ -16,6 +17,12 @@ default), or as the best cascaded stacks do, by asking Smart Turn v3.2
 
 The default responder answers the dialogue domains of duplex/domains.py, so
 the baseline and the learned models face the same dialogues.
+
+In silence mode the answer is prepared as soon as the user pauses (the VAD's
+200 ms hangover), while the end-of-turn timeout runs: when the pause turns
+out to be the end of the turn, the answer is already on its way (it plays no
+earlier than the timeout); when the user goes on, it is dropped. Smart Turn
+mode likewise runs its model and the answer together at the pause.
 
 ASR, the responder and TTS run as one job on an `Offloader`, off the tick
 loop: on the wall clock ticks keep time while they work; on the virtual clock
@@ -198,16 +205,22 @@ class CascadedBaseline(PerSessionAgent):
             s.turn.append(listen)
             if user_active:
                 s.turn_checked = False
+                if s.job is not None:  # a speculative answer to what was only a pause: the user went on
+                    s.job.future.cancel()
+                    s.job = None
                 return self._silence(s)
             silence = s.gate.silence_windows
-            if self.smart_turn and not s.turn_checked and silence >= s.gate.hangover_windows:
-                s.turn_checked = True
-                audio = np.concatenate(s.turn)
-                s.job = self.offloader.submit(lambda: self._answer_if_complete(audio), s.tick)
-                s.mode = Mode.THINKING
-            elif silence >= self.end_of_turn_windows:
+            if self.smart_turn:
+                if not s.turn_checked and silence >= s.gate.hangover_windows:
+                    s.turn_checked = True
+                    audio = np.concatenate(s.turn)
+                    s.job = self.offloader.submit(lambda: self._answer_if_complete(audio), s.tick)
+                    s.mode = Mode.THINKING
+                return self._silence(s)
+            if s.job is None:  # the pause has begun: start answering now, speculatively
                 audio = np.concatenate(s.turn)
                 s.job = self.offloader.submit(lambda: self._answer(audio), s.tick)
+            if silence >= self.end_of_turn_windows:
                 s.mode = Mode.THINKING
             return self._silence(s)
 
