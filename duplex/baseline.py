@@ -16,7 +16,8 @@ default), or as the best cascaded stacks do, by asking Smart Turn v3.2
     THINKING --Smart Turn: not finished--> USER_TURN
 
 The default responder answers the dialogue domains of duplex/domains.py, so
-the baseline and the learned models face the same dialogues.
+the baseline and the learned models face the same dialogues, and it speaks
+with the agent persona's voice (AGENT_VOICES), as the learned models do.
 
 In silence mode the answer is prepared as soon as the user pauses (the VAD's
 200 ms hangover), while the end-of-turn timeout runs: when the pause turns
@@ -44,7 +45,7 @@ from audio.tts import Voice, synthesize
 from audio.vad import VAD_FRAME_S, SpeechGate
 from clock.offload import Job, Offloader
 from duplex.agent import AgentState, PerSessionAgent
-from duplex.domains import DomainResponder
+from duplex.domains import AGENT_VOICES, DomainResponder
 
 class Responder(Protocol):
     """The baseline's brain, text in, text out; None means nothing to say. Its recognition_prompt
@@ -122,7 +123,7 @@ class CascadedBaseline(PerSessionAgent):
         self,
         virtual_clock: bool,
         responder: Responder | None = None,
-        voice: Voice = Voice("en-us", "m3", speed=175),
+        voice: Voice = AGENT_VOICES[0],
         end_of_turn: str = "silence",
         end_of_turn_s: float = 0.5,
         barge_in_s: float = 0.15,
