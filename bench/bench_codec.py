@@ -24,7 +24,7 @@ from step_timing import time_steps
 from audio.frames import TICK_MS
 from models.codec import Codec, load_codec
 from models.onnx_export import OnnxStep, export_codec_decoder
-from training.codec_eval import codec_quality
+from training.codec_eval import codec_quality, stoi_by_codebooks
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "codec"
 
@@ -82,6 +82,10 @@ def main() -> None:
             print(f"WER (Whisper small), {q.sentences} held-out sentences, {voices}: original "
                   f"{100 * q.wer_original:.1f}%, resynthesis {100 * q.wer_resynthesis:.1f}%, gap {100 * q.wer_gap:+.1f} points")
             print(f"STOI of resynthesis, {voices}: {q.stoi:.3f}")
+        counts = tuple(sorted({1, max(1, cfg.n_q // 2), cfg.n_q}))
+        by_count = stoi_by_codebooks(codec, min(args.sentences, 20), counts)
+        print("STOI by codebooks used, held-out voices (what the quantiser costs vs the autoencoder): "
+              + ", ".join(f"{name}: {value:.3f}" for name, value in by_count.items()))
 
 
 if __name__ == "__main__":

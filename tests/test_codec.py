@@ -133,3 +133,15 @@ def test_onnx_decode_step_equals_torch(codec, tmp_path):
         audio, state = onnx_step(codes[:, :, t].numpy(), state)
         ticks.append(audio)
     assert np.abs(np.concatenate(ticks, axis=1) - codec.decode(codes).numpy()).max() < 1e-4
+
+
+def test_stoi_by_codebooks_matches_the_full_resynthesis(codec):
+    from pystoi import stoi
+
+    from training.codec_eval import held_out_speech, resynthesize, stoi_by_codebooks
+
+    scores = stoi_by_codebooks(codec, 1, (1, TINY_CODEC.n_q))
+    assert set(scores) == {"1", str(TINY_CODEC.n_q), "no quantiser"}
+    _, audio = held_out_speech(0)
+    audio = audio[: len(audio) // codec.hop * codec.hop]
+    assert scores[str(TINY_CODEC.n_q)] == pytest.approx(stoi(audio, resynthesize(codec, audio), SAMPLE_RATE), abs=1e-6)

@@ -53,6 +53,22 @@ def resynthesize(codec: Codec, audio: np.ndarray) -> np.ndarray:
         return codec.decode(codes)[0, : len(audio)].numpy()
 
 
+def stoi_by_codebooks(codec: Codec, sentences: int, counts: tuple[int, ...]) -> dict[str, float]:
+    """Mean STOI of held-out speech resynthesised with only the first k codebooks (k in counts), and with
+    the quantiser bypassed: where the codec's error comes from, the quantiser or the autoencoder."""
+    scores: dict[str, list[float]] = {**{str(k): [] for k in counts}, "no quantiser": []}
+    for i in range(sentences):
+        _, audio = held_out_speech(i)
+        wav = torch.from_numpy(audio[: len(audio) // codec.hop * codec.hop])[None]
+        with torch.no_grad():
+            codes = codec.encode(wav)
+            outputs = {str(k): codec.decode(codes[:, :k])[0] for k in counts}
+            outputs["no quantiser"] = codec(wav, quantize=False).audio[0]
+        for name, resynthesis in outputs.items():
+            scores[name].append(stoi(wav[0].numpy(), resynthesis[: wav.shape[1]].numpy(), SAMPLE_RATE, extended=False))
+    return {name: float(np.mean(values)) for name, values in scores.items()}
+
+
 def codec_quality(codec: Codec, sentences: int = 100, agent_voice: bool = False) -> CodecQuality:
     references, originals, resyntheses, scores = [], [], [], []
     for i in range(sentences):
