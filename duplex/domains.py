@@ -160,8 +160,6 @@ _MISHEARD_TEENS = {str(tens): str(tens // 10 + 10) for tens in range(30, 100, 10
 FUZZY_CUTOFF = 0.8
 """Least similarity (difflib ratio) for a heard word to stand for a name: "chilean" -> chile (0.83),
 "austria" stays austria (exact names win), "iraq" is not "iran" (0.75)."""
-
-
 FUZZY_MIN_LETTERS = 4
 """Short words are never matched loosely: "us" is not "usa"."""
 

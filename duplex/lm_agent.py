@@ -160,7 +160,7 @@ class SpeechLMAgent(Agent):
         for b, s in enumerate(states):
             s.listen = _row_listen(listen_state, b)
             s.cache = [layer.row(b) for layer in cache]
-            s.decode = CodecStreamState([t[b : b + 1] for t in decode_state.tensors])
+            s.decode = _row_decode(decode_state, b)
             self._after(s, out[b])
             s.tick += 1
         return out
@@ -174,7 +174,7 @@ class SpeechLMAgent(Agent):
         frames = torch.stack([unknown if s.partner_logits is None else s.partner_logits.argmax(-1) for s in states])
         audio, decode = self._decode_complete(frames, _cat_decode([s.partner_decode for s in states]))
         for b, s in enumerate(states):
-            s.partner_decode = CodecStreamState([t[b : b + 1] for t in decode.tensors])
+            s.partner_decode = _row_decode(decode, b)
         return audio.numpy().astype(np.float32)
 
     def _decode_complete(self, frames: torch.Tensor, state: CodecStreamState) -> tuple[torch.Tensor, CodecStreamState]:
@@ -184,8 +184,8 @@ class SpeechLMAgent(Agent):
         audio, new_state = self._decode(frames.where(complete[:, None], 0), state)
         if bool(complete.all()):
             return audio, new_state
-        keep = lambda new, old: torch.where(complete.view(-1, *[1] * (new.ndim - 1)), new, old)  # noqa: E731
-        return audio * complete[:, None], CodecStreamState([keep(n, o) for n, o in zip(new_state.tensors, state.tensors)])
+        kept = [torch.where(complete.view(-1, *[1] * (n.ndim - 1)), n, o) for n, o in zip(new_state.tensors, state.tensors)]
+        return audio * complete[:, None], CodecStreamState(kept)
 
     def _batched_state(self, states: Sequence[LMState]) -> tuple[ListenState, list[KVCache], CodecStreamState]:
         """The sessions' streaming states as one batch: last tick's batch when the same sessions
@@ -267,6 +267,10 @@ def _cat_listen(states: list[ListenState]) -> ListenState:
 
 def _row_listen(state: ListenState, b: int) -> ListenState:
     return ListenState(*(t[b : b + 1] for t in state.tensors()))
+
+
+def _row_decode(state: CodecStreamState, b: int) -> CodecStreamState:
+    return CodecStreamState([t[b : b + 1] for t in state.tensors])
 
 
 def _cat_decode(states: list[CodecStreamState]) -> CodecStreamState:

@@ -15,6 +15,7 @@ augmentations serve the runtime's other uses:
   narrates, barges in), so one model can play either side of an
   agent-vs-agent simulation;
 - **latency**: the heard channel is delayed by 0..`max_listen_delay` ticks,
+  so the model keeps its timing when the partner's audio arrives late over a
   network (SyncLLM trains the same way for its latency tolerance).
 
 The model's partner heads learn to predict the heard stream's next slice

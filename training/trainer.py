@@ -318,7 +318,7 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc=self.stage.name, disable=not (main and self.progress))
         last_save, saved_step = time.monotonic(), self.step
         with _StopRequest() as stop:
-            while self.step < cfg.steps and not stop.agreed(self.dist.world_size):
+            while self.step < cfg.steps and not stop.agreed(self.dist.world_size, self.dist.device):
                 started = time.monotonic()
                 metrics = self.train_step(self.step)
                 self.step += 1
@@ -359,10 +359,11 @@ class _StopRequest:
     def _note(self, signum: int, frame: Any) -> None:
         self.requested = True
 
-    def agreed(self, world_size: int) -> bool:
-        """Whether to stop now; with several processes, all stop together when any was asked to."""
+    def agreed(self, world_size: int, device: torch.device) -> bool:
+        """Whether to stop now; with several processes, all stop together when any was asked to
+        (the flag lives on the process group's device: NCCL reduces CUDA tensors only)."""
         if world_size > 1:
-            flag = torch.tensor(float(self.requested))
+            flag = torch.tensor(float(self.requested), device=device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             self.requested = bool(flag.item())
         return self.requested
