@@ -95,7 +95,7 @@ def _model(name: str, threads: int):
 
 PAD_S = 0.5
 """Silence added before and after the audio: Whisper misses the first and last words of speech that
-starts or ends at the clip's edge (measured: +10 points of answers judged correct on espeak speech)."""
+starts or ends at the clip's edge."""
 
 
 def transcribe(

@@ -58,10 +58,9 @@ class Responder(Protocol):
 
 ASR_MODEL = "small"
 """The baseline's ears: Whisper small (the packaged model), beam 5, primed with the responder's
-vocabulary. On 72 test-split questions in test voices it hears 69% well enough to answer (56%
-unprimed). Whisper base hears more (68% unprimed) but costs 2.4x the compute (1.28 vs 0.54 s per
-question on one core), which would add most of a second to every answer and crowd the tick loops of
-a loaded server, so the small model stays (docs/benchmarks.md)."""
+vocabulary. Whisper base hears a few more questions but costs over twice the compute per question
+(`bench/bench_domain_hearing.py`, docs/benchmarks.md), which would add most of a second to every answer
+and crowd the tick loops of a loaded server, so the small model stays."""
 
 
 END_OF_TURN_MODES = ("silence", "smart_turn")

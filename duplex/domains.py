@@ -811,10 +811,9 @@ def understand(text: str) -> Reply | None:
 
 def recognition_prompt() -> str:
     """Text that primes a recogniser with the domains' vocabulary (Whisper's initial prompt): questions
-    with digits, the countries and the topics. Measured on 72 test-split questions in test voices
-    (Whisper small, beam 5), it lifts the share heard well enough to answer from 56% to 69%. Which
-    prompt matters: with number words in it Whisper spells numbers and mishears them ("free plus
-    for"), and with the repeat-after-me word list in it only 65% are heard."""
+    with digits, the countries and the topics (`bench/bench_domain_hearing.py` measures what it adds).
+    Its form matters: with number words in it Whisper spells numbers and mishears them ("free plus
+    for")."""
     countries = ", ".join(entry[0].removeprefix("the ") for entry in _CAPITALS)
     topics = ", ".join(entry[0] for entry in _TOPICS)
     return f"What is 8 plus 19? Count from 9 to 17. What's the capital of {countries}? Tell me about {topics}."

@@ -1,0 +1,84 @@
+"""How well Whisper hears the dialogue domains: the baseline's ears and the judge's, apart.
+
+1. Ears: test-split questions (held-out phrasings) in test-split user voices
+   are transcribed by each candidate recogniser (Whisper small / base, with
+   and without the domains' `recognition_prompt()`), and the share the
+   responder then understands correctly is printed with the seconds per
+   question. This is what chose the baseline's ASR_MODEL and its prompt.
+2. Judge: correct answers (the responder's own) are spoken directly in each
+   candidate agent voice and judged as the benches judge them (Whisper small,
+   unprimed, duplex/domains.py's checker); the share passed is the judge's
+   ceiling for an agent speaking in that voice.
+
+Usage: python bench/bench_domain_hearing.py [--questions 72] [--answers 36]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from audio.asr import transcribe  # noqa: E402
+from audio.tts import Voice, synthesize  # noqa: E402
+from duplex.domains import (  # noqa: E402
+    AGENT_VOICES,
+    DomainResponder,
+    check_answer,
+    recognition_prompt,
+    sample_exchange,
+    sample_user_voice,
+    understand,
+)
+
+CHECKABLE = ("arithmetic", "counting", "repeat", "capitals", "smalltalk", "about")
+RECOGNISERS = (("small", False), ("small", True), ("base", False), ("base", True))
+AGENT_VOICE_CANDIDATES = {
+    "agent persona (en-us, 165 wpm, pitch 45)": AGENT_VOICES[0],
+    "en-us+m3, 175 wpm (the baseline's voice before session 2)": Voice("en-us", "m3", 175),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=int, default=72)
+    parser.add_argument("--answers", type=int, default=36)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    rng = np.random.default_rng(args.seed)
+    asked = []
+    for i in range(args.questions):
+        exchange = sample_exchange(rng, CHECKABLE[i % len(CHECKABLE)], "test")
+        asked.append((exchange, synthesize(exchange.question_text, sample_user_voice(rng, "test"))))
+    prompt = recognition_prompt()
+    print(f"ears: {args.questions} test-split questions in test voices, share understood correctly")
+    for model, primed in RECOGNISERS:
+        started, understood = time.perf_counter(), []
+        for exchange, audio in tqdm(asked, desc=f"{model}{' primed' if primed else ''}", leave=False):
+            reply = understand(transcribe(audio, model=model, prompt=prompt if primed else None)[0])
+            understood.append(reply is not None and reply.expected == exchange.expected)
+        seconds = (time.perf_counter() - started) / len(asked)
+        print(f"  Whisper {model:5s} {'primed  ' if primed else 'unprimed'}: {100 * np.mean(understood):.0f}% "
+              f"({seconds:.2f} s per question, one thread)")
+
+    rng = np.random.default_rng(args.seed + 1)
+    responder = DomainResponder()
+    exchanges = [sample_exchange(rng, CHECKABLE[i % len(CHECKABLE)], "test") for i in range(args.answers)]
+    print(f"judge: {args.answers} correct answers spoken directly, share the judge passes")
+    for name, voice in AGENT_VOICE_CANDIDATES.items():
+        passed = [check_answer(ex.expected, transcribe(synthesize(responder.respond(ex.question_text), voice))[0]).correct
+                  for ex in tqdm(exchanges, desc="judge", leave=False)]
+        print(f"  {name}: {100 * np.mean(passed):.0f}%")
+
+
+if __name__ == "__main__":
+    main()
