@@ -1,9 +1,10 @@
 """The streaming neural audio codec: what the agent speaks, as discrete tokens.
 
 An EnCodec-style causal autoencoder at 16 kHz (the `encodec` package's SEANet
-encoder and decoder, causal, zero-padded) with residual vector quantisation
-(models/rvq.py). Its default hop is 1280 samples, so one codec frame is one
-80 ms tick: 8 codebooks x 1024 entries at 12.5 Hz = 8 tokens per tick, 1.0 kbps.
+encoder, causal, zero-padded) with residual vector quantisation
+(models/rvq.py), decoded by the SEANet decoder or by a Vocos-style
+inverse-STFT decoder (models/vocos_decoder.py). Its default hop is 1280
+samples, so one codec frame is one 80 ms tick: 8 codebooks x 1024 entries at 12.5 Hz = 8 tokens per tick, 1.0 kbps.
 
 Offline:   codes = codec.encode(wav)            (B, samples) -> (B, n_q, frames)
            wav = codec.decode(codes)            (B, n_q, frames) -> (B, frames*hop)
@@ -29,6 +30,7 @@ from audio.frames import SAMPLE_RATE
 from models.checkpoint import load_model, save_model
 from models.rvq import ResidualVQ
 from models.streaming_seanet import State, StreamingPart, streaming, zero_state
+from models.vocos_decoder import StreamingVocos, VocosDecoder
 
 MODEL_TYPE = "duplex-codec"
 
@@ -51,6 +53,11 @@ class CodecConfig:
     codebook_size: int = 1024
     codebook_decay: float = 0.99
     dead_code_fraction: float = 0.03
+    decoder: str = "seanet"  # or "vocos": models/vocos_decoder.py
+    vocos_dim: int = 256
+    vocos_layers: int = 8
+    vocos_frame_hop: int = 160  # samples per spectral frame (100 Hz)
+    vocos_n_fft: int = 640
 
     @property
     def hop(self) -> int:
@@ -111,7 +118,14 @@ class Codec(nn.Module):
         with warnings.catch_warnings():  # encodec uses the older weight_norm API; it works the same
             warnings.simplefilter("ignore", FutureWarning)
             self.encoder = SEANetEncoder(**seanet)
-            self.decoder = SEANetDecoder(**seanet)
+            if config.decoder == "vocos":
+                self.decoder = VocosDecoder(config.dimension, config.hop, config.vocos_dim, config.vocos_layers,
+                                            3 * config.vocos_dim, frame_hop=config.vocos_frame_hop,
+                                            n_fft=config.vocos_n_fft)
+            elif config.decoder == "seanet":
+                self.decoder = SEANetDecoder(**seanet)
+            else:
+                raise ValueError(f"unknown codec decoder {config.decoder!r} (seanet or vocos)")
         self.quantizer = ResidualVQ(
             config.dimension, config.n_q, config.codebook_size, config.codebook_decay, config.dead_code_fraction
         )
@@ -157,6 +171,8 @@ class Codec(nn.Module):
 
     @cached_property
     def streaming_decoder(self) -> StreamingPart:
+        if isinstance(self.decoder, VocosDecoder):
+            return StreamingVocos(self.decoder)
         return streaming(self.decoder.model)
 
     def new_encode_state(self, batch: int) -> CodecStreamState:

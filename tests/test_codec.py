@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -22,11 +24,14 @@ from training.codec_stage import TINY
 TINY_CODEC = TINY.codec
 
 
-@pytest.fixture(scope="module")
-def codec() -> Codec:
-    """A tiny codec with random weights and codebooks k-means-initialised on noise."""
+TINY_VOCOS = dataclasses.replace(TINY_CODEC, decoder="vocos", vocos_dim=16, vocos_layers=2)
+
+
+@pytest.fixture(scope="module", params=["seanet", "vocos"])
+def codec(request) -> Codec:
+    """A tiny codec (each decoder) with random weights and codebooks k-means-initialised on noise."""
     torch.manual_seed(0)
-    model = Codec(TINY_CODEC).eval()
+    model = Codec(TINY_CODEC if request.param == "seanet" else TINY_VOCOS).eval()
     with torch.no_grad():
         model.quantizer.init_from(model.encoder(torch.randn(2, 1, 8 * TICK_SAMPLES) * 0.1), iters=3, rows_per_step=16)
     return model
@@ -35,6 +40,11 @@ def codec() -> Codec:
 def signal(frames: int, batch: int = 2) -> torch.Tensor:
     torch.manual_seed(1)
     return torch.randn(batch, frames * TICK_SAMPLES) * 0.1
+
+
+def test_unknown_decoder_is_refused():
+    with pytest.raises(ValueError, match="unknown codec decoder"):
+        Codec(dataclasses.replace(TINY_CODEC, decoder="wavenet"))
 
 
 def test_default_codec_fits_the_token_budget():
@@ -103,7 +113,7 @@ def test_checkpoint_round_trip(codec, tmp_path):
 
 
 def test_checkpoint_of_another_config_is_refused(codec, tmp_path):
-    wrong = {"model_type": "duplex-codec", **TINY_CODEC.__dict__, "dimension": 8, "ratios": list(TINY_CODEC.ratios)}
+    wrong = {"model_type": "duplex-codec", **codec.config.__dict__, "dimension": 8, "ratios": list(TINY_CODEC.ratios)}
     save_pretrained(tmp_path / "codec", wrong, codec)
     with pytest.raises(CheckpointError, match="do not match the config"):
         load_codec(tmp_path / "codec")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -133,3 +134,20 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_the_run_resumes(unin
     second.run()
     for name, tensor in weights(uninterrupted).items():
         assert torch.equal(tensor, weights(second)[name]), name
+
+
+def test_vocos_recipe_keeps_the_initial_encoder_and_codebooks(uninterrupted, tmp_path):
+    """--preset vocos --init: the tokens stay those of the starting codec; only the new decoder learns."""
+    start = uninterrupted.folder.latest()
+    config = dataclasses.replace(TINY, codec=dataclasses.replace(TINY.codec, decoder="vocos", vocos_dim=16,
+                                                                 vocos_layers=2),
+                                 init=str(start), freeze_encoder=True)
+    run = Trainer(CodecStage(config), TINY_TRAIN, tmp_path, progress=False)
+    before = weights(run)
+    run.run()
+    after = weights(run)
+    initial = load_codec(start).state_dict()
+    for name, value in after.items():
+        if name.startswith(("encoder.", "quantizer.")):
+            assert torch.equal(value, initial[name]), name
+    assert any(not torch.equal(after[n], before[n]) for n in after if n.startswith("decoder."))

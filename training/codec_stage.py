@@ -12,6 +12,11 @@ The recipe guards against the collapse a naive run showed on this machine
    steps use a random number of codebooks, so the first ones carry the most),
    EMA codebooks with dead-code restarts.
 
+A second recipe (`--preset vocos --init CODEC_CHECKPOINT`) keeps a trained
+codec's encoder and codebooks, frozen, so the tokens stay the same, and trains
+a new Vocos-style decoder (models/vocos_decoder.py) on them; no warm-up or
+k-means then.
+
 At every checkpoint a held-out sentence in a held-out voice is resynthesised
 into `samples/` of the run folder, to listen to while it trains.
 """
@@ -29,7 +34,7 @@ from torch import nn
 from audio.frames import SAMPLE_RATE
 from audio.wav import write_wav
 from models.checkpoint import config_to_dict
-from models.codec import MODEL_TYPE, Codec, CodecConfig
+from models.codec import MODEL_TYPE, Codec, CodecConfig, load_codec
 from training.spectral_loss import MultiScaleSpectralLoss
 from training.speech_source import SpeechBatch, SpeechSource, SpeechSourceConfig
 from training.trainer import TrainConfig
@@ -48,6 +53,8 @@ class CodecStageConfig:
     quantizer_dropout: float = 0.5
     waveform_weight: float = 0.1
     data_seed: int = 0
+    init: str = ""  # codec checkpoint whose encoder and codebooks start (and, frozen, stay in) this run
+    freeze_encoder: bool = False
 
 
 class CodecStage:
@@ -66,7 +73,18 @@ class CodecStage:
         self.spectral = MultiScaleSpectralLoss(config.codec.sample_rate)
 
     def build_model(self) -> nn.Module:
-        return Codec(self.config.codec)
+        model = Codec(self.config.codec)
+        if self.config.init:
+            start = load_codec(self.config.init)
+            for name in ("encoder", "quantizer"):
+                getattr(model, name).load_state_dict(getattr(start, name).state_dict())
+        if self.config.freeze_encoder:
+            model.encoder.requires_grad_(False)
+            model.quantizer.requires_grad_(False)
+        return model
+
+    def _quantize(self, step: int) -> bool:
+        return bool(self.config.init) or step >= self.config.autoencoder_steps
 
     def model_config(self) -> dict[str, Any]:
         return config_to_dict(self.config.codec, MODEL_TYPE)
@@ -76,7 +94,7 @@ class CodecStage:
 
     @torch.no_grad()
     def before_step(self, model: nn.Module, step: int, batch_size: int, rank: int, world_size: int) -> None:
-        if step != self.config.autoencoder_steps:
+        if self.config.init or step != self.config.autoencoder_steps:
             return
         init_source = SpeechSource(
             SpeechSourceConfig(seconds=self.config.seconds, seed=self.config.data_seed + 1)
@@ -92,7 +110,7 @@ class CodecStage:
 
     def loss(self, model: nn.Module, batch: SpeechBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
-        quantize = step >= cfg.autoencoder_steps
+        quantize = self._quantize(step)
         n_q = cfg.codec.n_q
         # The same draw on every process: codebooks synchronise their statistics layer by layer.
         shared = torch.Generator().manual_seed(cfg.data_seed * 1_000_003 + step)
@@ -100,6 +118,10 @@ class CodecStage:
             n_q = int(torch.randint(1, cfg.codec.n_q + 1, (), generator=shared))
         device = next(model.parameters()).device
         target = batch.mixed.to(device)
+        if cfg.freeze_encoder:
+            codec = getattr(model, "module", model)  # under DistributedDataParallel
+            codec.encoder.eval()
+            codec.quantizer.eval()  # no EMA step: the codebooks stay those of --init
         out = model(target, n_q=n_q, quantize=quantize)
         spectral = self.spectral.to(device)(out.audio, target)
         waveform = (out.audio - target).abs().mean()
@@ -117,7 +139,7 @@ class CodecStage:
         model.eval()
         with torch.no_grad():
             wav = torch.from_numpy(clean)[None].to(next(model.parameters()).device)
-            quantize = step > self.config.autoencoder_steps
+            quantize = self._quantize(step)
             resynth = model(wav[:, : len(clean) // model.hop * model.hop], quantize=quantize).audio[0].cpu().numpy()
         model.train()
         gap = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
@@ -137,6 +159,10 @@ PRESETS: dict[str, tuple[CodecStageConfig, TrainConfig]] = {
     "default": (
         CodecStageConfig(),
         TrainConfig(steps=30_000, batch_size=8, lr=1e-3, lr_warmup_steps=200, log_every=10, checkpoint_minutes=5),
+    ),
+    "vocos": (
+        CodecStageConfig(codec=CodecConfig(decoder="vocos"), freeze_encoder=True),
+        TrainConfig(steps=12_000, batch_size=8, lr=5e-4, lr_warmup_steps=200, log_every=10, checkpoint_minutes=5),
     ),
     "tiny": (TINY, TrainConfig(steps=4, batch_size=2, lr_warmup_steps=1, log_every=1)),
 }
