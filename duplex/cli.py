@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "training.train_cli",
     "training.data_cli",
     "training.eval_cli",
+    "training.release_cli",
 ]
 
 OUR_PACKAGES = {"duplex", "audio", "models", "clock", "training"}

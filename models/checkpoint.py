@@ -129,9 +129,15 @@ def config_from_dict(cls: type[ConfigT], data: dict[str, Any], model_type: str, 
 
 
 def save_pretrained(folder: str | os.PathLike, config: dict[str, Any], model: torch.nn.Module) -> None:
-    """Write config.json and model.safetensors into `folder`, replacing it atomically.
+    """Write config.json and model.safetensors of `model` into `folder`, replacing it atomically."""
+    write_pretrained(folder, config, model.state_dict())
 
-    Other files already in the folder (a model card, say) are carried over.
+
+def write_pretrained(folder: str | os.PathLike, config: dict[str, Any], tensors: dict[str, torch.Tensor],
+                     files: dict[str, str] | None = None) -> None:
+    """Write config.json, model.safetensors and text `files` into `folder`, replacing it atomically.
+
+    Other files already in the folder (a model card, say) are carried over unless `files` replaces them.
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -142,8 +148,10 @@ def save_pretrained(folder: str | os.PathLike, config: dict[str, Any], model: to
             for item in folder.iterdir():
                 if item.name not in (CONFIG_NAME, WEIGHTS_NAME) and item.is_file():
                     shutil.copy2(item, staging / item.name)
-        write_tensors(staging / WEIGHTS_NAME, model.state_dict())
+        write_tensors(staging / WEIGHTS_NAME, tensors)
         write_json(staging / CONFIG_NAME, config)
+        for name, text in (files or {}).items():
+            (staging / name).write_text(text)
         retired = folder.with_name(f".{folder.name}.old")
         if folder.exists():
             shutil.rmtree(retired, ignore_errors=True)

@@ -151,3 +151,15 @@ def test_vocos_recipe_keeps_the_initial_encoder_and_codebooks(uninterrupted, tmp
         if name.startswith(("encoder.", "quantizer.")):
             assert torch.equal(value, initial[name]), name
     assert any(not torch.equal(after[n], before[n]) for n in after if n.startswith("decoder."))
+
+
+def test_until_stops_with_a_checkpoint_on_the_same_schedule(uninterrupted, tmp_path):
+    first = trainer(tmp_path)
+    first.run(until=3)
+    assert first.step == 3 and first.folder.latest().name == "step-0000003"
+    second = trainer(tmp_path)
+    assert second.resume() and second.step == 3
+    second.run()
+    straight, resumed = weights(uninterrupted), weights(second)
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name

@@ -55,6 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch threads per process (default 1)")
+    p.add_argument("--until", type=int, metavar="STEP",
+                   help="stop with a checkpoint at STEP, on the schedule of --steps (a stage that ends early, "
+                        "or a long run split into sessions; the same command without it goes on)")
     p.add_argument("--checkpoint-minutes", type=float)
     p.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
     p.add_argument("--log-every", type=int)
@@ -114,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if trainer.dist.is_main:
         print(f"{'resuming' if resumed else 'starting'} {args.stage} run in {run_dir} at step {trainer.step}",
               file=sys.stderr)
-    trainer.run()
+    trainer.run(until=args.until)
     if trainer.dist.is_main:
         print(f"done: {trainer.folder.latest()}", file=sys.stderr)
     return 0

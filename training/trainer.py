@@ -310,27 +310,28 @@ class Trainer:
         self.optimizer.step()
         return {"loss": loss.item(), **metrics, "grad_norm": float(grad_norm), "lr": lr}
 
-    def run(self, on_step: Callable[[int], None] | None = None) -> None:
-        """Train from the current step to config.steps, checkpointing on the way."""
+    def run(self, on_step: Callable[[int], None] | None = None, until: int | None = None) -> None:
+        """Train from the current step to config.steps (or to `until`, on the same schedule), checkpointing."""
         cfg, main = self.config, self.dist.is_main
+        end = cfg.steps if until is None else min(until, cfg.steps)
         if main:
             self.folder.root.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=cfg.steps, initial=self.step, desc=self.stage.name, disable=not (main and self.progress))
         last_save, saved_step = time.monotonic(), self.step
         with _StopRequest() as stop:
-            while self.step < cfg.steps and not stop.agreed(self.dist.world_size, self.dist.device):
+            while self.step < end and not stop.agreed(self.dist.world_size, self.dist.device):
                 started = time.monotonic()
                 metrics = self.train_step(self.step)
                 self.step += 1
                 self.seconds += time.monotonic() - started
                 bar.update(1)
-                if main and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
+                if main and (self.step % cfg.log_every == 0 or self.step == end):
                     row = {"step": self.step, **metrics, "seconds": round(self.seconds, 1)}
                     self.folder.append_log(row)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in metrics.items() if k != "lr"}, refresh=False)
                 due_by_time = time.monotonic() - last_save >= cfg.checkpoint_minutes * 60
                 due_by_step = cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0
-                if main and (due_by_time or due_by_step or self.step == cfg.steps):
+                if main and (due_by_time or due_by_step or self.step == end):
                     self.save_checkpoint()
                     last_save, saved_step = time.monotonic(), self.step
                 if on_step is not None:

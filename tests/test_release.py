@@ -1,0 +1,46 @@
+"""`duplex release`: a training checkpoint becomes a shipped folder with fp16 weights and a model card."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from duplex.cli import main
+from models.checkpoint import write_json
+from models.codec import load_codec
+from training.codec_stage import TINY, CodecStage
+from training.trainer import TrainConfig, Trainer
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = Trainer(CodecStage(TINY), TrainConfig(steps=4, batch_size=2, lr_warmup_steps=1), tmp_path_factory.mktemp("run"),
+                  progress=False)
+    run.run(until=3)
+    return run
+
+
+def test_release_writes_half_weights_that_load_and_a_card(tiny_run, tmp_path, capsys):
+    write_json(tiny_run.folder.root / "run.json", {
+        "stage": "codec", "preset": "tiny", "stage_config": {"init": ""},
+        "train": {"steps": 4, "batch_size": 2, "lr": 1e-3, "seed": 0, "threads": 1},
+    })
+    (tmp_path / "bench.txt").write_text("STOI of resynthesis: 0.5\n")
+    dest = tmp_path / "codec"
+    assert main(["release", str(tiny_run.folder.latest()), str(dest), "--fp16", "--metrics",
+                 str(tmp_path / "bench.txt")]) == 0
+    shipped = load_codec(dest)
+    trained = tiny_run.model.state_dict()
+    for name, value in shipped.state_dict().items():
+        assert torch.allclose(value, trained[name].half().float()), name
+    card = (dest / "README.md").read_text()
+    assert "3 of 4 scheduled steps" in card
+    assert "duplex train codec --preset tiny --until 3" in card
+    assert "STOI of resynthesis: 0.5" in card
+
+
+def test_release_refuses_a_folder_that_is_not_a_training_checkpoint(tmp_path, capsys):
+    (tmp_path / "ckpt").mkdir()
+    assert main(["release", str(tmp_path / "ckpt"), str(tmp_path / "out")]) == 1
+    assert "not a training checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

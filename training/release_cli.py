@@ -1,0 +1,128 @@
+"""`duplex release CHECKPOINT DEST`: a training checkpoint made into a shipped model folder.
+
+    duplex release ~/.cache/duplex/runs/codec-vocos/checkpoints/latest checkpoints/codec \\
+        --fp16 --metrics bench-codec.txt
+
+DEST gets config.json, model.safetensors (floating tensors in fp16 with
+--fp16: half the size, loaded back into fp32 models) and a model card,
+README.md, written from the run folder: the stage and its settings, the steps
+and training time of this run and of the runs it was initialised from, the
+commands that reproduce it, and the benchmark output given with --metrics,
+verbatim. Optimizer and trainer state stay behind. Writing is atomic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from models.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_json, read_tensors, write_pretrained
+
+CARD_NAME = "README.md"
+STAGE_DATA = {
+    "codec": "speech synthesised on the fly by espeak-ng (training/speech_source.py): the training voices, "
+             "speeds and pitches of duplex/domains.py, a quarter in the agent's persona voice; the held-out "
+             "voices and sentences are never trained on",
+    "listen": "espeak-ng speech synthesised on the fly, mixed with a second voice or coloured noise at 0-20 dB SNR",
+    "lsm": "espeak-ng sentences in the agent's persona voice, with interruptions, backchannels and noise mixed in",
+    "dialogue": "synthetic two-channel dialogues of `duplex data generate`",
+}
+
+
+class ReleaseError(Exception):
+    """A checkpoint that cannot be released; one line for the user."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("release", help="make a training checkpoint a shipped model folder with a model card",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", type=Path, help="a run's checkpoints/step-N (or checkpoints/latest) folder")
+    p.add_argument("dest", type=Path, help="the model folder to write (replaced atomically)")
+    p.add_argument("--fp16", action="store_true", help="store floating weights in half precision")
+    p.add_argument("--metrics", type=Path, help="a text file of benchmark output to quote in the model card")
+    p.set_defaults(func=run)
+
+
+def run_history(checkpoint: Path) -> list[dict[str, Any]]:
+    """This checkpoint's run and the runs it was initialised from (--init), newest first."""
+    history, seen = [], set()
+    while checkpoint is not None and checkpoint.resolve() not in seen:
+        seen.add(checkpoint.resolve())
+        run_file = checkpoint.resolve().parent.parent / "run.json"
+        state_file = checkpoint / "trainer_state.json"
+        if not run_file.is_file() or not state_file.is_file():
+            raise ReleaseError(f"{checkpoint}: not a training checkpoint (no run.json or trainer_state.json beside it)")
+        settings, state = read_json(run_file), read_json(state_file)
+        history.append({"checkpoint": checkpoint.resolve(), "settings": settings, "state": state})
+        init = settings["stage_config"].get("init") or ""
+        checkpoint = Path(init) if init else None
+    return history
+
+
+def reproduce_command(entry: dict[str, Any]) -> str:
+    settings, state = entry["settings"], entry["state"]
+    parts = ["duplex train", settings["stage"], "--preset", settings["preset"]]
+    init = settings["stage_config"].get("init")
+    if init:
+        parts += ["--init", "RUN_BEFORE/checkpoints/" + Path(init).name]
+    if settings["stage_config"].get("data"):
+        parts += ["--data", "DATA"]
+    if state["step"] < settings["train"]["steps"]:
+        parts += ["--until", str(state["step"])]
+    return " ".join(parts)
+
+
+def model_card(config: dict[str, Any], history: list[dict[str, Any]], fp16: bool, metrics: str | None,
+               size_bytes: int) -> str:
+    first = history[0]
+    stage = first["settings"]["stage"]
+    total_seconds = sum(e["state"]["seconds"] for e in history)
+    lines = [
+        f"# {config.get('model_type', 'model')}: `duplex {stage}` checkpoint",
+        "",
+        f"Weights: {WEIGHTS_NAME} ({size_bytes / 1e6:.1f} MB, {'fp16' if fp16 else 'fp32'}; loads into fp32), "
+        f"config: {CONFIG_NAME}. Made by `duplex release` from `{first['checkpoint'].name}`.",
+        "",
+        "## Data",
+        "",
+        STAGE_DATA.get(stage, "see docs/training.md") + ".",
+        "",
+        "## Training",
+        "",
+        f"Total training time on the machine that made it: {total_seconds / 3600:.2f} h "
+        f"({sum(e['state']['step'] for e in history)} steps over {len(history)} run(s)). Oldest run first:",
+        "",
+    ]
+    for entry in reversed(history):
+        s, st = entry["settings"], entry["state"]
+        lines += [
+            f"- `{s['stage']}` preset `{s['preset']}`: {st['step']} of {s['train']['steps']} scheduled steps, "
+            f"{st['seconds'] / 3600:.2f} h, batch {s['train']['batch_size']}, lr {s['train']['lr']}, "
+            f"seed {s['train']['seed']}, {s['train']['threads']} thread(s).",
+        ]
+    lines += ["", "Reproduce (each run in its own --run-dir; RUN_BEFORE is the previous one's):", "", "```"]
+    lines += [reproduce_command(e) for e in reversed(history)]
+    lines += ["```", "", "## Metrics", ""]
+    lines += ["```", metrics.rstrip(), "```"] if metrics else ["Not measured for this release."]
+    lines += ["", "## Settings of the last run", "", "```json",
+              json.dumps(first["settings"]["stage_config"], indent=2, sort_keys=True), "```", ""]
+    return "\n".join(lines)
+
+
+def release(checkpoint: Path, dest: Path, fp16: bool = False, metrics: str | None = None) -> None:
+    history = run_history(checkpoint)
+    config = read_json(checkpoint / CONFIG_NAME)
+    weights = read_tensors(checkpoint / WEIGHTS_NAME)
+    if fp16:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    size = sum(t.numel() * t.element_size() for t in weights.values())
+    write_pretrained(dest, config, weights, {CARD_NAME: model_card(config, history, fp16, metrics, size)})
+
+
+def run(args: argparse.Namespace) -> int:
+    metrics = args.metrics.read_text() if args.metrics else None
+    release(args.checkpoint, args.dest, args.fp16, metrics)
+    print(f"released {args.checkpoint} -> {args.dest}")
+    return 0
