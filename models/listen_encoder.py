@@ -148,9 +148,16 @@ class ListenState:
     """Per-session streaming memory, batch first.
 
     audio: the last win_length - mel_hop samples (the STFT's overlap);
-    keys/values: (B, layers, heads, cache, head_dim) for the last frames;
+    keys/values: (B, layers, heads, cache, head_dim), a ring buffer of the
+        last frames (frame p in slot p % cache; attention does not care about
+        the order, the ALiBi bias reads key_pos);
     key_pos: (B, cache) frame index of each cached key (EMPTY_POSITION if none);
     next_pos: (B,) index of the next frame.
+
+    `step` writes keys, values and key_pos in place (copying the whole cache
+    every tick cost more than the attention) and returns fresh audio and
+    next_pos. The writes depend only on next_pos and the tick's audio, so a
+    step retried from the same state writes the same values again.
     """
 
     audio: torch.Tensor
@@ -237,25 +244,32 @@ class ListenEncoder(nn.Module):
         """Features (B, frames_per_tick, d_model) of one tick of audio (B, tick_samples)."""
         if audio.ndim != 2 or audio.shape[1] != self.config.tick_samples:
             raise ListenInputError(f"step takes (batch, {self.config.tick_samples}) audio, got {tuple(audio.shape)}")
-        k_new = self.config.frames_per_tick
+        cfg = self.config
+        k_new = cfg.frames_per_tick
         with_history = torch.cat([state.audio, audio], dim=1)
         x = self.input(self.frontend(with_history))
         query_pos = state.next_pos[:, None] + torch.arange(k_new, device=x.device, dtype=x.dtype)
-        key_pos = torch.cat([state.key_pos[:, k_new:], query_pos], dim=1)
-        bias = attention_bias(query_pos, key_pos, self.slopes, self.config.window)
-        keys, values = [], []
+        slots = query_pos.long() % self.cache_size  # ring buffer: frame p lives in slot p % cache_size
+        # each new key's (session, head, slot), as flat 1-d indices: the in-place form that ONNX exports
+        batch, head_dim = audio.shape[0], cfg.d_model // cfg.heads
+        frame_session = torch.arange(batch, device=x.device)[:, None].expand(batch, k_new).reshape(-1)
+        state.key_pos[frame_session, slots.reshape(-1)] = query_pos.reshape(-1)
+        bias = attention_bias(query_pos, state.key_pos, self.slopes, cfg.window)
+        shape = (batch, cfg.heads, k_new)
+        session = torch.arange(batch, device=x.device)[:, None, None].expand(shape).reshape(-1)
+        head = torch.arange(cfg.heads, device=x.device)[None, :, None].expand(shape).reshape(-1)
+        slot = slots[:, None, :].expand(shape).reshape(-1)
         for i, block in enumerate(self.blocks):
             q, k, v = block.project(x)
-            k = torch.cat([state.keys[:, i, :, k_new:], k], dim=2)
-            v = torch.cat([state.values[:, i, :, k_new:], v], dim=2)
-            x = block.finish(x, q, k, v, bias)
-            keys.append(k)
-            values.append(v)
+            layer = torch.full_like(slot, i)
+            state.keys[session, layer, head, slot] = k.reshape(-1, head_dim)
+            state.values[session, layer, head, slot] = v.reshape(-1, head_dim)
+            x = block.finish(x, q, state.keys[:, i], state.values[:, i], bias)
         new_state = ListenState(
             audio=with_history[:, with_history.shape[1] - self.history :],
-            keys=torch.stack(keys, dim=1),
-            values=torch.stack(values, dim=1),
-            key_pos=key_pos,
+            keys=state.keys,
+            values=state.values,
+            key_pos=state.key_pos,
             next_pos=state.next_pos + k_new,
         )
         return self.norm(x), new_state

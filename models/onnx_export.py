@@ -50,7 +50,8 @@ class ListenStep(nn.Module):
         self.encoder = encoder
 
     def forward(self, audio: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        features, new_state = self.encoder.step(audio, ListenState(*state))
+        # step writes its cache in place; the graph's inputs stay untouched
+        features, new_state = self.encoder.step(audio, ListenState(*(t.clone() for t in state)))
         return (features, *new_state.tensors())
 
 

@@ -125,3 +125,18 @@ def test_pretraining_reduces_the_loss(tmp_path):
     losses = [row["loss"] for row in trainer.folder.read_log()]
     assert losses[-1] < 0.85 * losses[0]
     assert load_listen_encoder(trainer.folder.latest()).config == TINY_ENCODER
+
+
+@torch.no_grad()
+def test_a_step_retried_from_the_same_state_gives_the_same_features(encoder):
+    """The ring-buffer cache is written in place; a retried step (the engine retries a failed batch) must
+    write the same values and see the same features."""
+    wav = signal(14)
+    state = encoder.new_state(2)
+    for t in range(13):  # past the tiny window: the ring has wrapped
+        _, state = encoder.step(wav[:, t * TICK_SAMPLES : (t + 1) * TICK_SAMPLES], state)
+    last = wav[:, 13 * TICK_SAMPLES :]
+    first, _ = encoder.step(last, state)
+    again, _ = encoder.step(last, state)
+    assert torch.equal(first, again)
+    assert torch.allclose(first, encoder.encode(wav)[:, -TINY_ENCODER.frames_per_tick :], atol=1e-5)
