@@ -123,3 +123,32 @@ def transcribe(
         for s in segments for w in (s.words or [])
     ]
     return text, found
+
+
+def hypotheses(audio: np.ndarray, model: str = "small", n: int = 5, prompt: str | None = None,
+               threads: int = 1) -> list[str]:
+    """The n best transcripts of a clip of at most 30 s, best first (beam search keeps them anyway).
+
+    A closed-domain system takes the first one it understands, as spoken dialogue systems rerank an
+    ASR n-best list with their language understanding; the transcript Whisper ranks best is often
+    one slip away from a question that a lower-ranked one gets right."""
+    from faster_whisper.audio import pad_or_trim
+    from faster_whisper.tokenizer import Tokenizer
+
+    audio = np.asarray(audio, dtype=np.float32)
+    if len(audio) < SAMPLE_RATE // 10:
+        return []
+    pad = np.zeros(int(PAD_S * SAMPLE_RATE), dtype=np.float32)
+    with _lock:
+        whisper = _model(model, threads)
+        tokenizer = Tokenizer(whisper.hf_tokenizer, True, task="transcribe", language="en")
+        features = pad_or_trim(whisper.feature_extractor(np.concatenate([pad, audio, pad])))
+        previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
+        result = whisper.model.generate(
+            whisper.encode(features), [whisper.get_prompt(tokenizer, previous, without_timestamps=True)],
+            beam_size=max(n, 5), num_hypotheses=n, max_length=224, suppress_blank=True,
+            suppress_tokens=[*tokenizer.non_speech_tokens, tokenizer.transcribe, tokenizer.translate,
+                             tokenizer.sot, tokenizer.sot_prev, tokenizer.sot_lm, tokenizer.no_speech],
+        )[0]
+    texts = [tokenizer.decode([t for t in ids if t < tokenizer.eot]).strip() for ids in result.sequences_ids]
+    return list(dict.fromkeys(t for t in texts if t))  # distinct, in rank order
