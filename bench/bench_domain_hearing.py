@@ -44,7 +44,8 @@ RECOGNISERS = (("small", False, False), ("small", True, False), ("small", True, 
                ("base", True, False))
 """(model, primed with the domains' vocabulary, runners-up of the beam tried when the best is not understood)"""
 AGENT_VOICE_CANDIDATES = {
-    "agent persona (en-us, 165 wpm, pitch 45)": AGENT_VOICES[0],
+    "agent persona (en-us, 150 wpm, pitch 45)": AGENT_VOICES[0],
+    "en-us, 165 wpm, pitch 45 (the persona before session 3)": Voice("en-us", None, 165, 45),
     "en-us+m3, 175 wpm (the baseline's voice before session 2)": Voice("en-us", "m3", 175),
 }
 

@@ -32,7 +32,7 @@ from audio.asr import transcribe
 from audio.frames import SAMPLE_RATE
 from audio.tts import Voice, synthesize
 from duplex.agent import Agent
-from duplex.domains import normalize
+from duplex.domains import AGENT_VOICES, normalize
 from duplex.metrics import AGENT, channel_ipus
 from duplex.respond import respond_audio
 from training.speech_source import coloured_noise, random_voice
@@ -92,7 +92,7 @@ def _user_event(kind: str, rng: np.random.Generator, length: int, onset_s: float
 
 
 def evaluate_agent(agent: Agent, sentences: int, seed: int = 0, judge: str = "base",
-                   agent_voice: Voice = Voice("en-us", None, 165, 45)) -> dict:
+                   agent_voice: Voice = AGENT_VOICES[0]) -> dict:
     """The table row for one agent (it must be able to speak given text)."""
     rng = np.random.default_rng(seed)
     wers, floors, trials = [], [], []

@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
-from audio.tts import Voice, speak_words, synthesize
+from audio.tts import speak_words, synthesize
+from duplex.domains import AGENT_VOICES
 from training.speech_lm_stage import Example, SpeechLMStage, SpeechLMStageConfig
 from training.speech_source import coloured_noise, random_voice
 from training.speech_text import training_sentence
@@ -44,7 +45,6 @@ from training.trainer import TrainConfig
 
 COMMANDS = ("stop", "wait", "hold on", "stop please", "wait a second", "sorry, hold on")
 BACKCHANNELS = ("mm-hmm", "yeah", "right", "okay", "uh-huh")
-AGENT_VOICE = Voice("en-us", None, 165, 45)
 
 
 @dataclass(frozen=True)
@@ -104,10 +104,10 @@ class LSMStage(SpeechLMStage):
         """The codec's tokens for steady silence, one frame (Q,)."""
         return self.batches.codec.encode(torch.zeros(1, 8 * TICK_SAMPLES))[0, :, -1]
 
-    def _utterance(self, sentence: int) -> "_Utterance":
+    def _utterance(self, sentence: int) -> _Utterance:
         """Sentence `sentence` of the pool, spoken by the agent and encoded once (the expensive part)."""
         if sentence not in self._utterances:
-            speech = speak_words(training_sentence(self.config.seed, sentence), AGENT_VOICE)
+            speech = speak_words(training_sentence(self.config.seed, sentence), AGENT_VOICES[0])
             pad = (self.lm_config.acoustic_delay + 2) * TICK_SAMPLES
             audio = np.concatenate([np.zeros(TICK_SAMPLES, np.float32), speech.audio, np.zeros(pad, np.float32)])
             codes = self.batches.codec.encode(torch.from_numpy(audio[None]))[0]
