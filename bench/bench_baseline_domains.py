@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--judge", choices=MODELS, default="base", help="Whisper model that hears the answers")
+    parser.add_argument("--failures", action="store_true", help="print each wrong answer: asked, heard, judged")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(args.seed)
@@ -67,10 +68,11 @@ def main() -> None:
     response = respond_audio(load_agent("baseline", virtual_clock=True), user)
     heard = [e["text"] for e in response.events if e.get("type") == "user.transcript"]
 
-    verdicts = []
+    verdicts, judged = [], []
     for ex, (start, end) in zip(exchanges, windows):
         said, _ = transcribe(response.agent_audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)], model=args.judge)
         verdicts.append(check_answer(ex.expected, said).correct)
+        judged.append(said)
     by_domain = defaultdict(list)
     for ex, ok in zip(exchanges, verdicts):
         by_domain[ex.domain].append(ok)
@@ -78,6 +80,11 @@ def main() -> None:
     print(f"baseline, test split, {len(verdicts)} questions: {100 * np.mean(verdicts):.0f}% answered correctly "
           f"(checker on the Whisper {args.judge} transcript of its answer)")
     print("per domain: " + ", ".join(f"{d} {100 * np.mean(v):.0f}% ({len(v)})" for d, v in by_domain.items()))
+    if args.failures:
+        aligned = heard if len(heard) == len(exchanges) else ["?"] * len(exchanges)
+        for ex, ok, h, said in zip(exchanges, verdicts, aligned, judged):
+            if not ok:
+                print(f"  [{ex.domain}] asked {ex.question_text!r} | heard {h!r} | judged {said!r}")
     if len(heard) != len(exchanges):
         print(f"the baseline took {len(heard)} turns for {len(exchanges)} questions (end-pointing split or merged some)")
         return
