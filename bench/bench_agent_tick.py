@@ -25,15 +25,15 @@ from clock.tick_loop import TickLoop
 from duplex.engine import Engine
 from duplex.lm_agent import SpeechLMAgent
 from models.agent_checkpoint import AgentModels, save_agent
-from models.codec import Codec
+from models.codec import Codec, CodecConfig
 from models.listen_encoder import ListenEncoder
 from models.lm import SyncLM, SyncLMConfig
 from models.text_tokenizer import TextTokenizer
 from training.speech_lm_stage import fitted_lm_config, tokenizer_corpus
 
 
-def build_agent(folder: str, onnx: bool) -> SpeechLMAgent:
-    codec, listen = Codec().eval(), ListenEncoder().eval()
+def build_agent(folder: str, onnx: bool, decoder: str) -> SpeechLMAgent:
+    codec, listen = Codec(CodecConfig(decoder=decoder)).eval(), ListenEncoder().eval()
     tokenizer = TextTokenizer.train(tokenizer_corpus(0), 1024)
     lm = SyncLM(fitted_lm_config(SyncLMConfig(), codec, listen, tokenizer)).eval()
     save_agent(AgentModels(lm, codec, listen, tokenizer), folder)
@@ -47,13 +47,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--torch-only", action="store_true",
                         help="eager torch for every step (the default uses onnxruntime where it was measured faster)")
+    parser.add_argument("--decoder", choices=("vocos", "seanet"), default="vocos",
+                        help="the codec's decoder (vocos: what the codec recipe ends with)")
     parser.add_argument("--profile", action="store_true",
                         help="also print the operators that take the most time per tick (cProfile), last session count")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
-        agent = build_agent(folder, onnx=not args.torch_only)
+        agent = build_agent(folder, onnx=not args.torch_only, decoder=args.decoder)
         for n in (int(x) for x in args.sessions.split(",")):
             engine = Engine(agent)
             sessions = [engine.open_session(seed=i) for i in range(n)]
@@ -75,7 +77,7 @@ def main() -> None:
                 profiler.disable()
             ms = np.asarray(loop.stats.compute_ms)
             runtime = "torch" if args.torch_only else "torch+onnxruntime"
-            print(f"learned agent tick ({args.threads} thread, {runtime}): {n:2d} session(s)  p50 {np.percentile(ms, 50):6.1f} ms  "
+            print(f"learned agent tick ({args.threads} thread, {runtime}, {args.decoder} decoder): {n:2d} session(s)  p50 {np.percentile(ms, 50):6.1f} ms  "
                   f"p99 {np.percentile(ms, 99):6.1f} ms  over 80 ms: {int((ms > 80).sum())}/{ticks}")
             if profiler:
                 stats = pstats.Stats(profiler).stats
