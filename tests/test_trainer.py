@@ -163,3 +163,15 @@ def test_until_stops_with_a_checkpoint_on_the_same_schedule(uninterrupted, tmp_p
     straight, resumed = weights(uninterrupted), weights(second)
     for name in straight:
         assert torch.equal(straight[name], resumed[name]), name
+
+
+def test_init_from_a_codec_with_the_same_decoder_takes_the_decoder_too(tmp_path):
+    from models.codec import Codec, save_codec
+
+    vocos = dataclasses.replace(TINY.codec, decoder="vocos", vocos_dim=16, vocos_layers=2)
+    torch.manual_seed(3)
+    save_codec(Codec(vocos), tmp_path / "start")
+    model = CodecStage(dataclasses.replace(TINY, codec=vocos, init=str(tmp_path / "start"))).build_model()
+    start = load_codec(tmp_path / "start").state_dict()
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())
+    assert all(p.requires_grad for p in model.parameters())  # not frozen: all three parts train

@@ -15,7 +15,8 @@ The recipe guards against the collapse a naive run showed on this machine
 A second recipe (`--preset vocos --init CODEC_CHECKPOINT`) keeps a trained
 codec's encoder and codebooks, frozen, so the tokens stay the same, and trains
 a new Vocos-style decoder (models/vocos_decoder.py) on them; no warm-up or
-k-means then.
+k-means then. `--preset vocos-joint --init VOCOS_CHECKPOINT` goes on training
+all three parts together (the tokens then change).
 
 At every checkpoint a held-out sentence in a held-out voice is resynthesised
 into `samples/` of the run folder, to listen to while it trains.
@@ -53,7 +54,7 @@ class CodecStageConfig:
     quantizer_dropout: float = 0.5
     waveform_weight: float = 0.1
     data_seed: int = 0
-    init: str = ""  # codec checkpoint whose encoder and codebooks start (and, frozen, stay in) this run
+    init: str = ""  # codec checkpoint whose encoder and codebooks (and decoder, if of the same kind) start this run
     freeze_encoder: bool = False
 
 
@@ -76,7 +77,10 @@ class CodecStage:
         model = Codec(self.config.codec)
         if self.config.init:
             start = load_codec(self.config.init)
-            for name in ("encoder", "quantizer"):
+            parts = ["encoder", "quantizer"]
+            if start.config.decoder == self.config.codec.decoder:
+                parts.append("decoder")
+            for name in parts:
                 getattr(model, name).load_state_dict(getattr(start, name).state_dict())
         if self.config.freeze_encoder:
             model.encoder.requires_grad_(False)
@@ -163,6 +167,10 @@ PRESETS: dict[str, tuple[CodecStageConfig, TrainConfig]] = {
     "vocos": (
         CodecStageConfig(codec=CodecConfig(decoder="vocos"), freeze_encoder=True),
         TrainConfig(steps=12_000, batch_size=8, lr=5e-4, lr_warmup_steps=200, log_every=10, checkpoint_minutes=5),
+    ),
+    "vocos-joint": (
+        CodecStageConfig(codec=CodecConfig(decoder="vocos")),
+        TrainConfig(steps=6_000, batch_size=8, lr=3e-4, lr_warmup_steps=200, log_every=10, checkpoint_minutes=5),
     ),
     "tiny": (TINY, TrainConfig(steps=4, batch_size=2, lr_warmup_steps=1, log_every=1)),
 }
