@@ -104,6 +104,14 @@ def test_resume_keeps_stored_settings_and_refuses_contradictions():
         resolve_settings(cli_args(preset="huge"), None)
 
 
+def test_path_flags_set_text_fields_only():
+    """--codec names a checkpoint for the speech-LM stages; the codec stage's `codec` is its config: refused."""
+    with pytest.raises(TrainSettingsError, match="takes no --codec"):
+        resolve_settings(cli_args(preset="tiny", codec="some/folder"), None)
+    stored = resolve_settings(cli_args(preset="tiny", init="some/folder"), None)
+    assert stored["stage_config"]["init"].endswith("some/folder")
+
+
 @pytest.mark.slow
 def test_torchrun_with_two_processes_trains_and_checkpoints(tmp_path):
     """The same command under torchrun: DDP on gloo, codebook statistics synchronised, rank 0 writes."""

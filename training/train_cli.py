@@ -34,8 +34,8 @@ STAGES: dict[str, ModuleType] = {
 }
 """Each stage module has PRESETS {name: (stage config, TrainConfig)}, CONFIG_CLASS and build_stage(config)."""
 
-STAGE_PATH_FLAGS = ("init", "data")
-"""Flags that set a path in the stage's own config, for the stages that have that field."""
+STAGE_PATH_FLAGS = ("init", "data", "codec", "listen")
+"""Flags that set a path in the stage's own config, for the stages that have that (text) field."""
 FREE_TO_CHANGE = {"steps", "threads", "checkpoint_minutes", "checkpoint_every", "log_every"}
 TRAIN_FLAGS = ("steps", "batch_size", "lr", "seed", "threads", "checkpoint_minutes", "checkpoint_every", "log_every")
 
@@ -63,6 +63,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--log-every", type=int)
     p.add_argument("--init", help="checkpoint folder whose weights start the run (lsm, dialogue)")
     p.add_argument("--data", help="dataset folder made by `duplex data generate` (dialogue)")
+    p.add_argument("--codec", help="codec checkpoint folder the speech LM speaks through (lsm, dialogue; "
+                                   "default checkpoints/codec)")
+    p.add_argument("--listen", help="listen encoder checkpoint folder (lsm, dialogue; default checkpoints/listen)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=run)
 
@@ -82,7 +85,7 @@ def resolve_settings(args: argparse.Namespace, stored: dict[str, Any] | None) ->
         for flag in STAGE_PATH_FLAGS:
             value = getattr(args, flag, None)
             if value is not None:
-                if flag not in settings["stage_config"]:
+                if not isinstance(settings["stage_config"].get(flag), str):
                     raise TrainSettingsError(f"stage {args.stage} takes no --{flag}")
                 settings["stage_config"][flag] = str(Path(value).expanduser().resolve())
         return settings
