@@ -22,7 +22,7 @@ import torch
 from step_timing import time_steps
 
 from audio.frames import TICK_MS
-from models.codec import Codec, load_codec
+from models.codec import Codec, CodecConfig, load_codec
 from models.onnx_export import OnnxStep, export_codec_decoder
 from training.codec_eval import codec_quality, stoi_by_codebooks
 
@@ -50,12 +50,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--sentences", type=int, default=100, help="held-out sentences for WER/STOI (0: skip)")
+    parser.add_argument("--decoder", choices=("seanet", "vocos"), default="vocos",
+                        help="decoder of the untrained default config, when --checkpoint holds no weights")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     trained = (args.checkpoint / "model.safetensors").exists()
-    codec = load_codec(args.checkpoint) if trained else Codec().eval()
-    label = str(args.checkpoint) if trained else "untrained default config"
+    codec = load_codec(args.checkpoint) if trained else Codec(CodecConfig(decoder=args.decoder)).eval()
+    label = str(args.checkpoint) if trained else f"untrained default config, {args.decoder} decoder"
     cfg = codec.config
     print(f"codec: {label}")
     print(f"bitrate: {cfg.bitrate:.0f} bps ({cfg.n_q} codebooks x {cfg.codebook_size} at {cfg.frame_rate:g} Hz)")
