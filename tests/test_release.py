@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from duplex.cli import main
 from models.checkpoint import write_json
 from models.codec import load_codec
-from training.codec_stage import TINY, CodecStage
+from training.codec_stage import PRESETS, TINY, CodecStage
 from training.trainer import TrainConfig, Trainer
 
 
@@ -23,7 +25,7 @@ def tiny_run(tmp_path_factory):
 def test_release_writes_half_weights_that_load_and_a_card(tiny_run, tmp_path, capsys):
     write_json(tiny_run.folder.root / "run.json", {
         "stage": "codec", "preset": "tiny", "stage_config": {"init": ""},
-        "train": {"steps": 4, "batch_size": 2, "lr": 1e-3, "seed": 0, "threads": 1},
+        "train": {**dataclasses.asdict(PRESETS["tiny"][1]), "seed": 5},
     })
     (tmp_path / "bench.txt").write_text("STOI of resynthesis: 0.5\n")
     dest = tmp_path / "codec"
@@ -35,7 +37,7 @@ def test_release_writes_half_weights_that_load_and_a_card(tiny_run, tmp_path, ca
         assert torch.allclose(value, trained[name].half().float()), name
     card = (dest / "README.md").read_text()
     assert "3 of 4 scheduled steps" in card
-    assert "duplex train codec --preset tiny --until 3" in card
+    assert "duplex train codec --preset tiny --seed 5 --until 3" in card  # tiny's own steps, batch and lr
     assert "STOI of resynthesis: 0.5" in card
 
 

@@ -14,11 +14,13 @@ verbatim. Optimizer and trainer state stay behind. Writing is atomic.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from models.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_json, read_tensors, write_pretrained
+from training.train_cli import STAGES
 
 CARD_NAME = "README.md"
 STAGE_DATA = {
@@ -69,6 +71,10 @@ def reproduce_command(entry: dict[str, Any]) -> str:
         parts += ["--init", "RUN_BEFORE/checkpoints/" + Path(init).name]
     if settings["stage_config"].get("data"):
         parts += ["--data", "DATA"]
+    preset_train = dataclasses.asdict(STAGES[settings["stage"]].PRESETS[settings["preset"]][1])
+    for key in ("steps", "batch_size", "lr", "seed"):  # the settings that change the result
+        if settings["train"][key] != preset_train[key]:
+            parts += [f"--{key.replace('_', '-')}", str(settings["train"][key])]
     if state["step"] < settings["train"]["steps"]:
         parts += ["--until", str(state["step"])]
     return " ".join(parts)
