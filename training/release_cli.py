@@ -19,7 +19,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from models.checkpoint import CONFIG_NAME, WEIGHTS_NAME, read_json, read_tensors, write_pretrained
+from models.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    read_json,
+    read_tensors,
+    write_pretrained,
+)
 from training.train_cli import STAGES
 
 CARD_NAME = "README.md"
@@ -88,8 +94,8 @@ def model_card(config: dict[str, Any], history: list[dict[str, Any]], fp16: bool
     lines = [
         f"# {config.get('model_type', 'model')}: `duplex {stage}` checkpoint",
         "",
-        f"Weights: {WEIGHTS_NAME} ({size_bytes / 1e6:.1f} MB, {'fp16' if fp16 else 'fp32'}; loads into fp32), "
-        f"config: {CONFIG_NAME}. Made by `duplex release` from `{first['checkpoint'].name}`.",
+        (f"Weights: {WEIGHTS_NAME} ({size_bytes / 1e6:.1f} MB, {'fp16' if fp16 else 'fp32'}; loads into fp32), "
+        f"config: {CONFIG_NAME}. Made by `duplex release` from `{first['checkpoint'].name}`."),
         "",
         "## Data",
         "",
@@ -97,16 +103,16 @@ def model_card(config: dict[str, Any], history: list[dict[str, Any]], fp16: bool
         "",
         "## Training",
         "",
-        f"Total training time on the machine that made it: {total_seconds / 3600:.2f} h "
-        f"({sum(e['state']['step'] for e in history)} steps over {len(history)} run(s)). Oldest run first:",
+        (f"Total training time on the machine that made it: {total_seconds / 3600:.2f} h "
+        f"({sum(e['state']['step'] for e in history)} steps over {len(history)} run(s)). Oldest run first:"),
         "",
     ]
     for entry in reversed(history):
         s, st = entry["settings"], entry["state"]
         lines += [
-            f"- `{s['stage']}` preset `{s['preset']}`: {st['step']} of {s['train']['steps']} scheduled steps, "
+            (f"- `{s['stage']}` preset `{s['preset']}`: {st['step']} of {s['train']['steps']} scheduled steps, "
             f"{st['seconds'] / 3600:.2f} h, batch {s['train']['batch_size']}, lr {s['train']['lr']}, "
-            f"seed {s['train']['seed']}, {s['train']['threads']} thread(s).",
+            f"seed {s['train']['seed']}, {s['train']['threads']} thread(s)."),
         ]
     lines += ["", "Reproduce (each run in its own --run-dir; RUN_BEFORE is the previous one's):", "", "```"]
     lines += [reproduce_command(e) for e in reversed(history)]
