@@ -170,7 +170,7 @@ class SpeechLMAgent(Agent):
         """Each session's partner slice of the coming tick as the model expects it: the most likely frame
         of its partner heads, through the session's own partner decoder (silence before its first step).
         A real slice that arrives later is not fed back: the model goes on from what it heard, as SyncLLM does."""
-        unknown = torch.full((self.m.codec.config.n_q,), self.m.codec.config.codebook_size)
+        unknown = torch.full((self.m.codec.tokens_per_tick,), self.m.codec.config.codebook_size)
         frames = torch.stack([unknown if s.partner_logits is None else s.partner_logits.argmax(-1) for s in states])
         audio, decode = self._decode_complete(frames, _cat_decode([s.partner_decode for s in states]))
         for b, s in enumerate(states):

@@ -36,11 +36,11 @@ class AgentModels:
         if c.listen_dim != lc.d_model * lc.frames_per_tick:
             raise CheckpointError(f"{where}: the LM expects {c.listen_dim} listen features, the encoder gives "
                                   f"{lc.d_model * lc.frames_per_tick}")
-        if (c.n_codebooks, c.codebook_size) != (self.codec.config.n_q, self.codec.config.codebook_size):
-            raise CheckpointError(f"{where}: the LM speaks {c.n_codebooks}x{c.codebook_size} tokens, the codec "
-                                  f"{self.codec.config.n_q}x{self.codec.config.codebook_size}")
-        if self.codec.hop * 1000 != c.tick_ms * self.codec.config.sample_rate:
-            raise CheckpointError(f"{where}: the codec's frame is not one {c.tick_ms} ms tick")
+        if (c.n_codebooks, c.codebook_size) != (self.codec.tokens_per_tick, self.codec.config.codebook_size):
+            raise CheckpointError(f"{where}: the LM speaks {c.n_codebooks}x{c.codebook_size} tokens per tick, the "
+                                  f"codec {self.codec.tokens_per_tick}x{self.codec.config.codebook_size}")
+        if self.codec.hop * self.codec.frames_per_tick * 1000 != c.tick_ms * self.codec.config.sample_rate:
+            raise CheckpointError(f"{where}: the codec's frames do not make one {c.tick_ms} ms tick")
         if c.text_vocab_size != self.tokenizer.vocab_size:
             raise CheckpointError(f"{where}: the LM has {c.text_vocab_size} text tokens, the tokenizer "
                                   f"{self.tokenizer.vocab_size}")

@@ -8,10 +8,18 @@ samples, so one codec frame is one 80 ms tick: 8 codebooks x 1024 entries at 12.
 
 Offline:   codes = codec.encode(wav)            (B, samples) -> (B, n_q, frames)
            wav = codec.decode(codes)            (B, n_q, frames) -> (B, frames*hop)
+Ticks:     tokens = codec.encode_ticks(wav)     (B, samples) -> (B, tokens_per_tick, ticks)
+           (codec.ticks / codec.frames convert between the two layouts)
 Streaming: state = codec.new_decode_state(B)
-           audio, state = codec.decode_step(codes_t, state)   (B, n_q) -> (B, hop)
+           audio, state = codec.decode_step(tokens_t, state)   (B, tokens_per_tick) -> (B, tick samples)
            (and new_encode_state / encode_step the other way).
 A stream fed tick by tick equals the offline result on the same audio.
+
+The runtime and the speech LM work in 80 ms ticks. A codec whose hop is a
+divisor of the tick (640 samples: 25 Hz, two frames per tick) speaks
+`frames_per_tick * n_q` tokens per tick, frame by frame: [frame 0's
+codebooks, frame 1's codebooks, ...]; with the default hop both views are
+the same.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import torch
 from encodec.modules import SEANetDecoder, SEANetEncoder
 from torch import nn
 
-from audio.frames import SAMPLE_RATE
+from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from models.checkpoint import load_model, save_model
 from models.rvq import ResidualVQ
 from models.streaming_seanet import State, StreamingPart, streaming, zero_state
@@ -103,6 +111,9 @@ class CodecOutput:
 class Codec(nn.Module):
     def __init__(self, config: CodecConfig = CodecConfig()):
         super().__init__()
+        if config.sample_rate != SAMPLE_RATE or TICK_SAMPLES % config.hop:
+            raise ValueError(f"a codec frame ({config.hop} samples at {config.sample_rate} Hz) must divide the "
+                             f"{TICK_SAMPLES}-sample tick at {SAMPLE_RATE} Hz")
         self.config = config
         seanet = dict(
             channels=1,
@@ -134,6 +145,26 @@ class Codec(nn.Module):
     def hop(self) -> int:
         return self.config.hop
 
+    @property
+    def frames_per_tick(self) -> int:
+        return TICK_SAMPLES // self.config.hop
+
+    @property
+    def tokens_per_tick(self) -> int:
+        return self.config.n_q * self.frames_per_tick
+
+    def ticks(self, codes: torch.Tensor) -> torch.Tensor:
+        """Frame codes (B, q, frames) as tick tokens (B, frames_per_tick * q, frames // frames_per_tick)."""
+        b, q, f = codes.shape
+        k = self.frames_per_tick
+        return codes.reshape(b, q, f // k, k).permute(0, 3, 1, 2).reshape(b, k * q, f // k)
+
+    def frames(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tick tokens (B, frames_per_tick * q, ticks) as frame codes (B, q, ticks * frames_per_tick)."""
+        b, n, t = tokens.shape
+        k = self.frames_per_tick
+        return tokens.reshape(b, k, n // k, t).permute(0, 2, 3, 1).reshape(b, n // k, t * k)
+
     # --- training -----------------------------------------------------------------------------
 
     def forward(self, wav: torch.Tensor, n_q: int | None = None, quantize: bool = True) -> CodecOutput:
@@ -156,6 +187,12 @@ class Codec(nn.Module):
         """Codes (B, n_q, frames) of wav (B, samples); the end is zero-padded to a whole frame."""
         wav = self._check_wav(wav, pad=True)
         return self.quantizer.encode(self.encoder(wav[:, None]))
+
+    @torch.no_grad()
+    def encode_ticks(self, wav: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, tokens_per_tick, ticks) of wav (B, samples); the end is zero-padded to a whole tick."""
+        extra = (-wav.shape[-1]) % TICK_SAMPLES
+        return self.ticks(self.encode(torch.nn.functional.pad(wav, (0, extra)) if extra else wav))
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
@@ -183,17 +220,20 @@ class Codec(nn.Module):
 
     @torch.no_grad()
     def encode_step(self, audio: torch.Tensor, state: CodecStreamState) -> tuple[torch.Tensor, CodecStreamState]:
-        """Codes (B, n_q) of one frame of audio (B, hop)."""
-        if audio.ndim != 2 or audio.shape[1] != self.hop:
-            raise CodecInputError(f"encode_step takes (batch, {self.hop}) audio, got {tuple(audio.shape)}")
+        """Tokens (B, tokens_per_tick) of one tick of audio (B, TICK_SAMPLES)."""
+        if audio.ndim != 2 or audio.shape[1] != TICK_SAMPLES:
+            raise CodecInputError(f"encode_step takes (batch, {TICK_SAMPLES}) audio, got {tuple(audio.shape)}")
         z, tensors = self.streaming_encoder(audio[:, None], state.tensors)
-        return self.quantizer.encode(z)[:, :, 0], CodecStreamState(tensors)
+        return self.ticks(self.quantizer.encode(z))[:, :, 0], CodecStreamState(tensors)
 
     @torch.no_grad()
-    def decode_step(self, codes: torch.Tensor, state: CodecStreamState) -> tuple[torch.Tensor, CodecStreamState]:
-        """One frame of audio (B, hop) from codes (B, n_q)."""
-        self._check_codes(codes[:, :, None])
-        audio, tensors = self.streaming_decoder(self.quantizer.decode(codes[:, :, None]), state.tensors)
+    def decode_step(self, tokens: torch.Tensor, state: CodecStreamState) -> tuple[torch.Tensor, CodecStreamState]:
+        """One tick of audio (B, TICK_SAMPLES) from its tokens (B, tokens_per_tick)."""
+        if tokens.ndim != 2 or tokens.shape[1] % self.frames_per_tick:
+            raise CodecInputError(f"decode_step takes (batch, {self.tokens_per_tick}) tokens, got {tuple(tokens.shape)}")
+        codes = self.frames(tokens[:, :, None])
+        self._check_codes(codes)
+        audio, tensors = self.streaming_decoder(self.quantizer.decode(codes), state.tensors)
         return audio[:, 0], CodecStreamState(tensors)
 
     # --- checks ---------------------------------------------------------------------------------

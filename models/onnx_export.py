@@ -30,14 +30,14 @@ OPSET = 17
 
 
 class CodecDecodeStep(nn.Module):
-    """codes (B, n_q), *state -> audio (B, hop), *new_state."""
+    """tokens (B, tokens_per_tick), *state -> audio (B, tick samples), *new_state."""
 
     def __init__(self, codec: Codec):
         super().__init__()
         self.codec = codec
 
     def forward(self, codes: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        latent = self.codec.quantizer.decode(codes[:, :, None])
+        latent = self.codec.quantizer.decode(self.codec.frames(codes[:, :, None]))
         audio, new_state = self.codec.streaming_decoder(latent, list(state))
         return (audio[:, 0], *new_state)
 
@@ -89,7 +89,7 @@ def _export(module: nn.Module, inputs: tuple[torch.Tensor, ...], first_name: str
 def export_codec_decoder(codec: Codec, path: str | os.PathLike) -> None:
     folded = _without_weight_norm(codec)
     state = folded.new_decode_state(2).tensors
-    codes = torch.zeros(2, folded.config.n_q, dtype=torch.long)
+    codes = torch.zeros(2, folded.tokens_per_tick, dtype=torch.long)
     _export(CodecDecodeStep(folded), (codes, *state), "codes", "audio", Path(path))
 
 

@@ -25,13 +25,18 @@ TINY_CODEC = TINY.codec
 
 
 TINY_VOCOS = dataclasses.replace(TINY_CODEC, decoder="vocos", vocos_dim=16, vocos_layers=2)
+TINY_CONFIGS = {
+    "seanet": TINY_CODEC,
+    "vocos": TINY_VOCOS,
+    "vocos-25hz": dataclasses.replace(TINY_VOCOS, ratios=(8, 5, 4, 4)),  # two frames per tick
+}
 
 
-@pytest.fixture(scope="module", params=["seanet", "vocos"])
+@pytest.fixture(scope="module", params=list(TINY_CONFIGS))
 def codec(request) -> Codec:
-    """A tiny codec (each decoder) with random weights and codebooks k-means-initialised on noise."""
+    """A tiny codec (each decoder; 12.5 and 25 Hz) with random weights and codebooks k-means-initialised on noise."""
     torch.manual_seed(0)
-    model = Codec(TINY_CODEC if request.param == "seanet" else TINY_VOCOS).eval()
+    model = Codec(TINY_CONFIGS[request.param]).eval()
     with torch.no_grad():
         model.quantizer.init_from(model.encoder(torch.randn(2, 1, 8 * TICK_SAMPLES) * 0.1), iters=3, rows_per_step=16)
     return model
@@ -47,6 +52,20 @@ def test_unknown_decoder_is_refused():
         Codec(dataclasses.replace(TINY_CODEC, decoder="wavenet"))
 
 
+def test_a_frame_that_does_not_divide_the_tick_is_refused():
+    with pytest.raises(ValueError, match="must divide"):
+        Codec(dataclasses.replace(TINY_CODEC, ratios=(8, 8, 5, 3)))
+
+
+def test_tick_and_frame_layouts_convert_both_ways(codec):
+    codes = torch.arange(2 * TINY_CODEC.n_q * 6).reshape(2, TINY_CODEC.n_q, 6)
+    tokens = codec.ticks(codes)
+    k = codec.frames_per_tick
+    assert tokens.shape == (2, codec.tokens_per_tick, 6 // k)
+    assert torch.equal(tokens[:, :TINY_CODEC.n_q, 0], codes[:, :, 0])  # frame 0's codebooks come first
+    assert torch.equal(codec.frames(tokens), codes)
+
+
 def test_default_codec_fits_the_token_budget():
     config = CodecConfig()
     assert config.hop == TICK_SAMPLES  # one codec frame per 80 ms tick
@@ -56,21 +75,23 @@ def test_default_codec_fits_the_token_budget():
 
 def test_shapes_are_aligned_to_ticks(codec):
     wav = signal(5)
+    k = codec.frames_per_tick
     codes = codec.encode(wav)
-    assert codes.shape == (2, TINY_CODEC.n_q, 5) and codes.dtype == torch.long
+    assert codes.shape == (2, TINY_CODEC.n_q, 5 * k) and codes.dtype == torch.long
     assert codec.decode(codes).shape == (2, 5 * TICK_SAMPLES)
-    # a partial last tick is zero-padded to a whole frame
-    assert codec.encode(wav[:, : 4 * TICK_SAMPLES + 1]).shape[2] == 5
-    assert torch.equal(codec.encode(wav[:, : 4 * TICK_SAMPLES + 1]), codec.encode(torch.nn.functional.pad(wav[:, : 4 * TICK_SAMPLES + 1], (0, TICK_SAMPLES - 1))))
+    assert codec.encode_ticks(wav).shape == (2, codec.tokens_per_tick, 5)
+    # a partial last tick is zero-padded to a whole tick
+    part = wav[:, : 4 * TICK_SAMPLES + 1]
+    assert torch.equal(codec.encode_ticks(part), codec.encode_ticks(torch.nn.functional.pad(part, (0, TICK_SAMPLES - 1))))
 
 
 def test_streaming_decode_equals_offline(codec):
-    codes = codec.encode(signal(7))
-    offline = codec.decode(codes)
+    tokens = codec.encode_ticks(signal(7))
+    offline = codec.decode(codec.frames(tokens))
     state = codec.new_decode_state(2)
     ticks = []
-    for t in range(codes.shape[2]):
-        audio, state = codec.decode_step(codes[:, :, t], state)
+    for t in range(tokens.shape[2]):
+        audio, state = codec.decode_step(tokens[:, :, t], state)
         ticks.append(audio)
     assert torch.allclose(torch.cat(ticks, dim=1), offline, atol=1e-5)
 
@@ -78,22 +99,22 @@ def test_streaming_decode_equals_offline(codec):
 def test_streaming_encode_equals_offline(codec):
     wav = signal(7)
     state = codec.new_encode_state(2)
-    codes = []
+    tokens = []
     for t in range(7):
         c, state = codec.encode_step(wav[:, t * TICK_SAMPLES : (t + 1) * TICK_SAMPLES], state)
-        codes.append(c)
-    assert torch.equal(torch.stack(codes, dim=2), codec.encode(wav))
+        tokens.append(c)
+    assert torch.equal(torch.stack(tokens, dim=2), codec.encode_ticks(wav))
 
 
 def test_resetting_one_session_leaves_the_others(codec):
-    codes = codec.encode(signal(3))
+    tokens = codec.encode_ticks(signal(3))
     state = codec.new_decode_state(2)
     for t in range(2):
-        _, state = codec.decode_step(codes[:, :, t], state)
+        _, state = codec.decode_step(tokens[:, :, t], state)
     state.reset([0])
-    out, _ = codec.decode_step(codes[:, :, 2], state)
-    fresh, _ = codec.decode_step(codes[:1, :, 2], codec.new_decode_state(1))
-    carried = codec.decode(codes[1:])[:, 2 * TICK_SAMPLES :]
+    out, _ = codec.decode_step(tokens[:, :, 2], state)
+    fresh, _ = codec.decode_step(tokens[:1, :, 2], codec.new_decode_state(1))
+    carried = codec.decode(codec.frames(tokens[1:]))[:, 2 * TICK_SAMPLES :]
     assert torch.allclose(out[:1], fresh, atol=1e-6)
     assert torch.allclose(out[1:], carried, atol=1e-5)
 
@@ -136,13 +157,13 @@ def test_bad_input_is_refused(codec):
 def test_onnx_decode_step_equals_torch(codec, tmp_path):
     export_codec_decoder(codec, tmp_path / "decoder.onnx")
     onnx_step = OnnxStep(tmp_path / "decoder.onnx")
-    codes = codec.encode(signal(6, batch=3))
+    tokens = codec.encode_ticks(signal(6, batch=3))
     state = [t.numpy() for t in codec.new_decode_state(3).tensors]
     ticks = []
-    for t in range(codes.shape[2]):
-        audio, state = onnx_step(codes[:, :, t].numpy(), state)
+    for t in range(tokens.shape[2]):
+        audio, state = onnx_step(tokens[:, :, t].numpy(), state)
         ticks.append(audio)
-    assert np.abs(np.concatenate(ticks, axis=1) - codec.decode(codes).numpy()).max() < 1e-4
+    assert np.abs(np.concatenate(ticks, axis=1) - codec.decode(codec.frames(tokens)).numpy()).max() < 1e-4
 
 
 def test_stoi_by_codebooks_matches_the_full_resynthesis(codec):

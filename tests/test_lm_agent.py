@@ -1,5 +1,7 @@
 """The learned agent's plumbing, on tiny untrained models assembled in the test."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -167,3 +169,27 @@ def test_the_agent_predicts_its_partner_and_compensates_late_slices_in_a_simulat
     np.testing.assert_allclose(predicted, expected.numpy(), atol=1e-4)
     rec = simulate(SpeechLMAgent(models), SpeechLMAgent(models), 1, 2.0, NetworkConfig(delay_ms=200, compensate=True))[0]
     assert rec.a.stream["predicted"] > 10 and rec.a.stream["replaced"] > 10
+
+
+def test_a_codec_with_two_frames_per_tick_speaks_through_the_agent(tmp_path):
+    """A 25 Hz codec: the LM speaks 2 x n_q tokens per tick, the agent decodes both frames each tick."""
+    import torch
+
+    torch.manual_seed(0)
+    tokenizer = TextTokenizer.train(CORPUS, vocab_size=280)
+    listen = ListenEncoder(ListenConfig(d_model=16, layers=1, heads=2, window=8))
+    codec = Codec(CodecConfig(ratios=(8, 5, 4, 4), n_filters=4, dimension=16, n_q=2, codebook_size=16,
+                              lstm_layers=0, decoder="vocos", vocos_dim=16, vocos_layers=1))
+    assert codec.frames_per_tick == 2 and codec.tokens_per_tick == 4
+    lm = SyncLM(SyncLMConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                             intermediate_size=48, n_codebooks=codec.tokens_per_tick, codebook_size=16,
+                             listen_dim=32, text_vocab_size=tokenizer.vocab_size, sliding_window=16))
+    save_agent(AgentModels(lm, codec, listen, tokenizer), tmp_path / "agent")
+    user = np.random.default_rng(0).normal(0, 0.05, 16000).astype(np.float32)
+    out = respond_audio(load_agent(str(tmp_path / "agent"), virtual_clock=True), user, seed=1).agent_audio
+    assert out.shape == user.shape and np.abs(out).max() > 0
+
+    wrong = SyncLM(dataclasses.replace(lm.config, n_codebooks=codec.config.n_q))
+    save_agent(AgentModels(wrong, codec, listen, tokenizer), tmp_path / "wrong")
+    with pytest.raises(CheckpointError, match="tokens per tick"):
+        load_agent_models(tmp_path / "wrong")

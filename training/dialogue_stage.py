@@ -87,7 +87,7 @@ class DialogueStage(SpeechLMStage):
         ]
         codes = self._channel_codes(path, audio, speaker)[:, start_tick : start_tick + n // TICK_SAMPLES]
         if codes.shape[1] < n // TICK_SAMPLES:  # the window runs past the dialogue's end: the codec's silence
-            silence = self.batches.codec.encode(torch.zeros(1, 8 * TICK_SAMPLES))[0, :, -1:]
+            silence = self.batches.codec.encode_ticks(torch.zeros(1, 8 * TICK_SAMPLES))[0, :, -1:]
             codes = torch.cat([codes, silence.repeat(1, n // TICK_SAMPLES - codes.shape[1])], dim=1)
         return Example(window[:, speaker].copy(), listen, words, role=role, kind=f"role{role}-delay{delay}",
                        agent_codes=codes, partner_target=self._partner_target(path, audio, heard, start_tick, delay))
@@ -109,7 +109,7 @@ class DialogueStage(SpeechLMStage):
         key = (path, channel)
         if key not in self._codes:
             wav = torch.from_numpy(np.ascontiguousarray(audio[:, channel]))[None]
-            self._codes[key] = self.batches.codec.encode(wav)[0].to(torch.int16)
+            self._codes[key] = self.batches.codec.encode_ticks(wav)[0].to(torch.int16)
         return self._codes[key].long()
 
 

@@ -102,7 +102,7 @@ class LSMStage(SpeechLMStage):
     @cached_property
     def _silence(self) -> torch.Tensor:
         """The codec's tokens for steady silence, one frame (Q,)."""
-        return self.batches.codec.encode(torch.zeros(1, 8 * TICK_SAMPLES))[0, :, -1]
+        return self.batches.codec.encode_ticks(torch.zeros(1, 8 * TICK_SAMPLES))[0, :, -1]
 
     def _utterance(self, sentence: int) -> _Utterance:
         """Sentence `sentence` of the pool, spoken by the agent and encoded once (the expensive part)."""
@@ -110,7 +110,7 @@ class LSMStage(SpeechLMStage):
             speech = speak_words(training_sentence(self.config.seed, sentence), AGENT_VOICES[0])
             pad = (self.lm_config.acoustic_delay + 2) * TICK_SAMPLES
             audio = np.concatenate([np.zeros(TICK_SAMPLES, np.float32), speech.audio, np.zeros(pad, np.float32)])
-            codes = self.batches.codec.encode(torch.from_numpy(audio[None]))[0]
+            codes = self.batches.codec.encode_ticks(torch.from_numpy(audio[None]))[0]
             words = [(w.text, w.start * SAMPLE_RATE / TICK_SAMPLES) for w in speech.words]
             self._utterances[sentence] = _Utterance(codes, words, len(speech.audio) / TICK_SAMPLES, _rms(speech.audio))
         return self._utterances[sentence]

@@ -100,7 +100,7 @@ def fitted_lm_config(base: SyncLMConfig, codec: Codec, listen: ListenEncoder, to
     return dataclasses.replace(
         base,
         listen_dim=lc.d_model * lc.frames_per_tick,
-        n_codebooks=codec.config.n_q,
+        n_codebooks=codec.tokens_per_tick,
         codebook_size=codec.config.codebook_size,
         text_vocab_size=tokenizer.vocab_size,
     )
@@ -140,7 +140,7 @@ class BatchMaker:
         if all(e.agent_codes is not None for e in examples):
             codes = torch.stack([e.agent_codes for e in examples])
         else:
-            codes = self.codec.encode(torch.from_numpy(np.stack([e.agent for e in examples])))  # (B, Q, T+2+d)
+            codes = self.codec.encode_ticks(torch.from_numpy(np.stack([e.agent for e in examples])))  # (B, Q, T+2+d)
         target = torch.cat([codes[:, :1, 1 + d : T + 1 + d], codes[:, 1:, 1 : T + 1]], dim=1)
         audio_in = torch.full_like(target, self.lm_config.audio_bos)
         audio_in[:, :, 1:] = target[:, :, :-1]
