@@ -66,6 +66,14 @@ def test_tick_and_frame_layouts_convert_both_ways(codec):
     assert torch.equal(codec.frames(tokens), codes)
 
 
+def test_every_codec_preset_fits_the_token_budget():
+    from training.codec_stage import PRESETS
+
+    for name, (stage, _) in PRESETS.items():
+        codec = Codec(stage.codec)
+        assert stage.codec.bitrate <= 1500 and codec.tokens_per_tick <= 16, name
+
+
 def test_default_codec_fits_the_token_budget():
     config = CodecConfig()
     assert config.hop == TICK_SAMPLES  # one codec frame per 80 ms tick

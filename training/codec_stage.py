@@ -172,6 +172,10 @@ PRESETS: dict[str, tuple[CodecStageConfig, TrainConfig]] = {
         CodecStageConfig(codec=CodecConfig(decoder="vocos")),
         TrainConfig(steps=6_000, batch_size=8, lr=3e-4, lr_warmup_steps=200, log_every=10, checkpoint_minutes=5),
     ),
+    "25hz": (
+        CodecStageConfig(codec=CodecConfig(ratios=(8, 5, 4, 4), n_q=6, decoder="vocos")),
+        TrainConfig(steps=30_000, batch_size=8, lr=1e-3, lr_warmup_steps=200, log_every=10, checkpoint_minutes=5),
+    ),
     "tiny": (TINY, TrainConfig(steps=4, batch_size=2, lr_warmup_steps=1, log_every=1)),
 }
 """Named (stage, optimisation) settings; `tiny` is for tests and smoke runs."""
