@@ -145,17 +145,19 @@ class SpeechLMAgent(Agent):
             cache,
             torch.tensor([s.tick for s in states]),
         )
-        frames = []
-        for b, s in enumerate(states):
-            s.partner_logits = None if partner_logits is None else partner_logits[b]
-            column = self._sample_audio(audio_logits[b], s.generator)
-            s.columns.append(column)
-            s.prev_text = self._text_token(s, text_logits[b])
-            self._transcript(s, s.prev_text)
-            # the frame that is complete now: codebook 0 from d ticks ago, the rest from this tick
-            frames.append(torch.cat([s.columns[0][:1], column[1:]]))
+        columns = [self._sample_audio(audio_logits[b], s.generator) for b, s in enumerate(states)]
+        # the frame that is complete now: codebook 0 from d ticks ago, the rest from this tick
+        frames = [torch.cat([(s.columns[1] if self.delay else column)[:1], column[1:]])
+                  for s, column in zip(states, columns)]
         audio, decode_state = self._decode_complete(torch.stack(frames), decode_state)
         out = audio.numpy().astype(np.float32)
+        # Sessions change only from here on, so that a batch that raised above leaves each session as it
+        # was for the engine's one-by-one retry (the caches' in-place writes are repeated identically).
+        for b, s in enumerate(states):
+            s.partner_logits = None if partner_logits is None else partner_logits[b]
+            s.columns.append(columns[b])
+            s.prev_text = self._text_token(s, text_logits[b])
+            self._transcript(s, s.prev_text)
         self._batch = _Batch(tuple(s.uid for s in states), listen_state, cache, decode_state)
         for b, s in enumerate(states):
             s.listen = _row_listen(listen_state, b)

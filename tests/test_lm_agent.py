@@ -193,3 +193,35 @@ def test_a_codec_with_two_frames_per_tick_speaks_through_the_agent(tmp_path):
     save_agent(AgentModels(wrong, codec, listen, tokenizer), tmp_path / "wrong")
     with pytest.raises(CheckpointError, match="tokens per tick"):
         load_agent_models(tmp_path / "wrong")
+
+
+def test_a_batch_that_fails_after_sampling_leaves_the_sessions_for_the_retry(tiny_folder, monkeypatch):
+    """The engine retries a failed batch session by session; the failed attempt must not have advanced
+    any session (its token columns, its text stream), or the retry would emit a second token in the tick."""
+    from duplex.engine import Engine
+
+    agent = load_agent(str(tiny_folder), virtual_clock=True)
+    decode = agent._decode
+    calls = {"n": 0}
+
+    def flaky(frames, state):
+        calls["n"] += 1
+        if frames.shape[0] > 1 and calls["n"] % 3 == 0:  # every third batched decode fails
+            raise RuntimeError("injected")
+        return decode(frames, state)
+
+    monkeypatch.setattr(agent, "_decode", flaky)
+    engine = Engine(agent)
+    sessions = [engine.open_session(seed=i) for i in range(2)]
+    deltas = {s.id: [] for s in sessions}
+    for _ in range(40):
+        for s in sessions:
+            s.push_input(np.zeros(1280, np.float32))
+        engine.step()
+        for s in sessions:
+            deltas[s.id].append(sum(e["type"] == "agent.transcript.delta" for e in s.events))
+            s.events.clear()
+    assert calls["n"] > 40  # failures happened and were retried
+    for s in sessions:
+        assert s.failed is None and s.state.tick == 40 and len(s.state.columns) == agent.delay + 1
+        assert max(deltas[s.id]) == 1  # one text token per tick, never the failed attempt's as well
