@@ -98,6 +98,15 @@ PAD_S = 0.5
 starts or ends at the clip's edge."""
 
 
+def _padded(audio: np.ndarray) -> np.ndarray | None:
+    """The clip with PAD_S of silence on both sides, or None when it is too short to hold a word."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if len(audio) < SAMPLE_RATE // 10:
+        return None
+    pad = np.zeros(int(PAD_S * SAMPLE_RATE), dtype=np.float32)
+    return np.concatenate([pad, audio, pad])
+
+
 def transcribe(
     audio: np.ndarray, model: str = "small", threads: int = 1, words: bool = False, beam_size: int = 5,
     prompt: str | None = None,
@@ -106,13 +115,12 @@ def transcribe(
 
     prompt primes the vocabulary (Whisper's initial prompt): a recogniser inside a closed-domain system
     uses it; a judge does not."""
-    audio = np.asarray(audio, dtype=np.float32)
-    if len(audio) < SAMPLE_RATE // 10:
+    padded = _padded(audio)
+    if padded is None:
         return "", []
-    pad = np.zeros(int(PAD_S * SAMPLE_RATE), dtype=np.float32)
     with _lock:
         segments, _ = _model(model, threads).transcribe(
-            np.concatenate([pad, audio, pad]), language="en", beam_size=beam_size, vad_filter=False,
+            padded, language="en", beam_size=beam_size, vad_filter=False,
             word_timestamps=words, condition_on_previous_text=False, initial_prompt=prompt,
         )
         segments = list(segments)
@@ -135,14 +143,13 @@ def hypotheses(audio: np.ndarray, model: str = "small", n: int = 5, prompt: str 
     from faster_whisper.audio import pad_or_trim
     from faster_whisper.tokenizer import Tokenizer
 
-    audio = np.asarray(audio, dtype=np.float32)
-    if len(audio) < SAMPLE_RATE // 10:
+    padded = _padded(audio)
+    if padded is None:
         return []
-    pad = np.zeros(int(PAD_S * SAMPLE_RATE), dtype=np.float32)
     with _lock:
         whisper = _model(model, threads)
         tokenizer = Tokenizer(whisper.hf_tokenizer, True, task="transcribe", language="en")
-        features = pad_or_trim(whisper.feature_extractor(np.concatenate([pad, audio, pad])))
+        features = pad_or_trim(whisper.feature_extractor(padded))
         previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
         result = whisper.model.generate(
             whisper.encode(features), [whisper.get_prompt(tokenizer, previous, without_timestamps=True)],

@@ -10,7 +10,7 @@
    and base, unprimed, duplex/domains.py's checker); the share passed is the
    judge's ceiling for an agent speaking in that voice.
 
-Usage: python bench/bench_domain_hearing.py [--questions 72] [--answers 36]
+Usage: python bench/bench_domain_hearing.py [--questions 72] [--answers 36]   (--questions 0: judge only)
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ RECOGNISERS = (("small", False, False), ("small", True, False), ("small", True, 
 AGENT_VOICE_CANDIDATES = {
     "agent persona (en-us, 150 wpm, pitch 45)": AGENT_VOICES[0],
     "en-us, 165 wpm, pitch 45 (the persona before session 3)": Voice("en-us", None, 165, 45),
+    "en-gb-x-rp, 150 wpm, pitch 45": Voice("en-gb-x-rp", None, 150, 45),
     "en-us+m3, 175 wpm (the baseline's voice before session 2)": Voice("en-us", "m3", 175),
 }
 
@@ -64,19 +65,20 @@ def main() -> None:
         exchange = sample_exchange(rng, CHECKABLE[i % len(CHECKABLE)], "test")
         asked.append((exchange, synthesize(exchange.question_text, sample_user_voice(rng, "test"))))
     prompt = recognition_prompt()
-    print(f"ears: {args.questions} test-split questions in test voices, share understood correctly")
-    for model, primed, n_best in RECOGNISERS:
-        name = f"Whisper {model:5s} {'primed' if primed else 'unprimed'}{', n-best fallback' if n_best else ''}"
-        started, understood = time.perf_counter(), []
-        for exchange, audio in tqdm(asked, desc=name, leave=False):
-            primer = prompt if primed else None
-            reply = understand(transcribe(audio, model=model, prompt=primer)[0])
-            if reply is None and n_best:
-                replies = (understand(text) for text in hypotheses(audio, model=model, n=N_BEST, prompt=primer))
-                reply = next((r for r in replies if r is not None), None)
-            understood.append(reply is not None and reply.expected == exchange.expected)
-        seconds = (time.perf_counter() - started) / len(asked)
-        print(f"  {name}: {100 * np.mean(understood):.0f}% ({seconds:.2f} s per question, one thread)")
+    if asked:
+        print(f"ears: {args.questions} test-split questions in test voices, share understood correctly")
+        for model, primed, n_best in RECOGNISERS:
+            name = f"Whisper {model:5s} {'primed' if primed else 'unprimed'}{', n-best fallback' if n_best else ''}"
+            started, understood = time.perf_counter(), []
+            for exchange, audio in tqdm(asked, desc=name, leave=False):
+                primer = prompt if primed else None
+                reply = understand(transcribe(audio, model=model, prompt=primer)[0])
+                if reply is None and n_best:
+                    replies = (understand(text) for text in hypotheses(audio, model=model, n=N_BEST, prompt=primer))
+                    reply = next((r for r in replies if r is not None), None)
+                understood.append(reply is not None and reply.expected == exchange.expected)
+            seconds = (time.perf_counter() - started) / len(asked)
+            print(f"  {name}: {100 * np.mean(understood):.0f}% ({seconds:.2f} s per question, one thread)")
 
     rng = np.random.default_rng(args.seed + 1)
     responder = DomainResponder()

@@ -4,7 +4,8 @@ An EnCodec-style causal autoencoder at 16 kHz (the `encodec` package's SEANet
 encoder, causal, zero-padded) with residual vector quantisation
 (models/rvq.py), decoded by the SEANet decoder or by a Vocos-style
 inverse-STFT decoder (models/vocos_decoder.py). Its default hop is 1280
-samples, so one codec frame is one 80 ms tick: 8 codebooks x 1024 entries at 12.5 Hz = 8 tokens per tick, 1.0 kbps.
+samples, so one codec frame is one 80 ms tick: 8 codebooks x 1024 entries
+at 12.5 Hz = 8 tokens per tick, 1.0 kbps.
 
 Offline:   codes = codec.encode(wav)            (B, samples) -> (B, n_q, frames)
            wav = codec.decode(codes)            (B, n_q, frames) -> (B, frames*hop)
