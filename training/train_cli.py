@@ -61,7 +61,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-minutes", type=float)
     p.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
     p.add_argument("--log-every", type=int)
-    p.add_argument("--init", help="checkpoint folder whose weights start the run (lsm, dialogue)")
+    p.add_argument("--init", help="checkpoint folder whose weights start the run (codec presets vocos and "
+                                  "vocos-joint, lsm, dialogue)")
     p.add_argument("--data", help="dataset folder made by `duplex data generate` (dialogue)")
     p.add_argument("--codec", help="codec checkpoint folder the speech LM speaks through (lsm, dialogue; "
                                    "default checkpoints/codec)")
