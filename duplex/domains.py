@@ -843,8 +843,8 @@ class DomainResponder:
 
 AGENT_VOICES = (Voice("en-us", None, 150, 45),)
 """The agent's default persona: one steady voice, so the model learns one way to speak. At 150 words
-per minute the judge (Whisper) passes 85% of correct answers, against 76% at 165 (session 3,
-bench/bench_domain_hearing.py; the codec runs of sessions 1-3 used 165)."""
+per minute the benches' judge (Whisper base) passes 85% of correct answers, against 76% at 165
+(`bench/bench_domain_hearing.py`; the codec runs of sessions 1-3 used 165)."""
 
 USER_ACCENTS = ("en-us", "en-gb", "en-gb-x-rp", "en-gb-x-gbclan")
 USER_VOICE_VARIANTS = {
