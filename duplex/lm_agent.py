@@ -41,7 +41,7 @@ from models.agent_checkpoint import AgentModels, load_agent_models
 from models.codec import CodecStreamState
 from models.listen_encoder import ListenState
 from models.lm import KVCache
-from models.onnx_export import OnnxCodecDecoder, OnnxListenStep
+from models.onnx_export import OnnxCodecDecoder, OnnxListenStep, OnnxLMStep
 from models.text_tokenizer import PAD
 
 SPEECH_RMS = 0.01
@@ -93,8 +93,11 @@ class SpeechLMAgent(Agent):
                  top_k: int = 50, text_lead: int = 2, done_silence_ticks: int = 4, onnx: bool = True):
         self.m = models
         self.can_predict_partner = models.lm.config.partner_heads
-        # onnxruntime where it was measured faster (docs/benchmarks.md): the codec decoder at any batch,
-        # the listen encoder for a single session; eager torch otherwise (and everywhere with onnx=False)
+        # onnxruntime where it was measured faster (docs/benchmarks.md): the speech LM and the codec decoder
+        # at any batch, the listen encoder for a single session; eager torch otherwise (and everywhere with
+        # onnx=False)
+        # (one onnxruntime thread each: two were slower at every batch on the 2-core machine)
+        self._lm_step = OnnxLMStep(models.lm) if onnx else models.lm.step
         self._decode = OnnxCodecDecoder(models.codec) if onnx else models.codec.decode_step
         self._listen_one = OnnxListenStep(models.listen) if onnx else models.listen.step
         self.name = name
@@ -133,11 +136,10 @@ class SpeechLMAgent(Agent):
     @torch.no_grad()
     def step(self, states: Sequence[AgentState], listen: np.ndarray) -> np.ndarray:
         B = len(states)
-        lm = self.m.lm
         listen_state, cache, decode_state = self._batched_state(states)
         listen_step = self._listen_one if B == 1 else self.m.listen.step
         feats, listen_state = listen_step(torch.from_numpy(listen), listen_state)
-        text_logits, audio_logits, partner_logits = lm.step(
+        text_logits, audio_logits, partner_logits = self._lm_step(
             torch.stack([s.columns[-1] for s in states]),
             torch.tensor([s.prev_text for s in states]),
             feats.reshape(B, -1),

@@ -124,10 +124,16 @@ class KVCache:
         return KVCache(self.k[b : b + 1], self.v[b : b + 1])
 
     def write(self, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor) -> None:
-        rows = torch.arange(k.shape[0])
-        slots = positions % self.window
-        self.k[rows, :, slots] = k[:, :, 0]
-        self.v[rows, :, slots] = v[:, :, 0]
+        """Store each session's new key and value (B, n_kv, 1, head_dim) in its slot, in place.
+
+        Indexed by flat 1-d (session, head, slot) indices: the form of in-place write that ONNX export
+        supports (models/onnx_export.py)."""
+        B, H = k.shape[0], k.shape[1]
+        session = torch.arange(B)[:, None].expand(B, H).reshape(-1)
+        head = torch.arange(H)[None, :].expand(B, H).reshape(-1)
+        slot = (positions % self.window)[:, None].expand(B, H).reshape(-1)
+        self.k[session, head, slot] = k[:, :, 0].reshape(B * H, -1)
+        self.v[session, head, slot] = v[:, :, 0].reshape(B * H, -1)
 
 
 class Attention(nn.Module):
@@ -154,14 +160,18 @@ class Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=True)
         return self.o_proj(out.transpose(1, 2).reshape(x.shape[0], x.shape[1], -1))
 
-    def step(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache, positions: torch.Tensor) -> torch.Tensor:
-        """One tick: x (B, 1, d); cos/sin (B, 1, 1, hd) at each session's position."""
+    def step(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache, positions: torch.Tensor,
+             valid: torch.Tensor) -> torch.Tensor:
+        """One tick: x (B, 1, d); cos/sin (B, 1, 1, hd) at each session's position; valid (B, window) the
+        cache slots that hold keys. Attention is written out with the query heads grouped under their
+        key/value head (GQA without copying the cache), which exports to ONNX as plain matmuls."""
         q, k, v = self._heads(x, cos, sin)
         cache.write(k, v, positions)
-        slots = torch.arange(cache.window)
-        valid = (slots[None, :] <= positions[:, None]) | (positions[:, None] >= cache.window)
-        out = F.scaled_dot_product_attention(q, cache.k, cache.v, attn_mask=valid[:, None, None, :], enable_gqa=True)
-        return self.o_proj(out.transpose(1, 2).reshape(x.shape[0], 1, -1))
+        B, H, _, hd = q.shape
+        grouped = q.reshape(B, cache.k.shape[1], H // cache.k.shape[1], hd)  # (B, n_kv, heads per kv, hd)
+        scores = grouped @ cache.k.transpose(-1, -2) * hd**-0.5
+        weights = scores.masked_fill(~valid[:, None, None, :], float("-inf")).softmax(-1)
+        return self.o_proj((weights @ cache.v).reshape(B, 1, H * hd))
 
 
 class MLP(nn.Module):
@@ -184,11 +194,12 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps)
 
     def forward(self, x, cos, sin, mask=None, cache: KVCache | None = None, positions=None):
+        """Whole sequences (mask: (T, T) or None), or one tick with a cache (mask: (B, window) valid slots)."""
         h = self.input_layernorm(x)
         if cache is None:
             x = x + self.self_attn(h, cos, sin, mask)
         else:
-            x = x + self.self_attn.step(h, cos, sin, cache, positions)
+            x = x + self.self_attn.step(h, cos, sin, cache, positions, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -266,9 +277,11 @@ class SyncLM(nn.Module):
         c = self.config
         cos, sin = rope_angles(positions, c.head_dim, c.rope_theta)
         cos, sin = cos[:, None, None, :], sin[:, None, None, :]
+        slots = torch.arange(c.sliding_window)
+        valid = (slots[None, :] <= positions[:, None]) | (positions[:, None] >= c.sliding_window)
         x = self._embed(audio_in[:, :, None], text_in[:, None], role)
         for fuse, block, layer_cache in zip(self.listen_fusion, self.model.layers, cache):
-            x = block(x + fuse(listen)[:, None, :], cos, sin, cache=layer_cache, positions=positions)
+            x = block(x + fuse(listen)[:, None, :], cos, sin, valid, layer_cache, positions)
         text_logits, audio_logits, partner_logits = self._heads(x)
         return text_logits[:, 0], audio_logits[:, :, 0], None if partner_logits is None else partner_logits[:, :, 0]
 

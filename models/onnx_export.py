@@ -1,4 +1,4 @@
-"""ONNX export of the per-tick steps: the codec's streaming decoder and the listen encoder.
+"""ONNX export of the per-tick steps: the codec's streaming decoder, the listen encoder and the speech LM.
 
 Each exported graph is one tick with the streaming state as plain inputs and
 outputs (`state_i` in, `new_state_i` out), so any ONNX runtime can run it
@@ -25,6 +25,7 @@ from torch import nn
 
 from models.codec import Codec, CodecStreamState
 from models.listen_encoder import ListenEncoder, ListenState
+from models.lm import KVCache, SyncLM
 
 OPSET = 17
 
@@ -55,6 +56,21 @@ class ListenStep(nn.Module):
         return (features, *new_state.tensors())
 
 
+class LMStep(nn.Module):
+    """audio_in (B, Q), text_in (B,), listen (B, listen_dim), role (B,), positions (B,), *cache
+    -> text logits, audio logits, [partner logits,] *new cache (each layer's keys, then its values)."""
+
+    def __init__(self, lm: SyncLM):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, audio_in, text_in, listen, role, positions, *cache: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # step writes the cache in place; the graph's inputs stay untouched
+        layers = [KVCache(k.clone(), v.clone()) for k, v in zip(cache[0::2], cache[1::2])]
+        logits = [x for x in self.lm.step(audio_in, text_in, listen, role, layers, positions) if x is not None]
+        return (*logits, *(t for layer in layers for t in (layer.k, layer.v)))
+
+
 def _without_weight_norm(codec: Codec) -> Codec:
     """A copy of the codec with weight normalisation folded into plain weights."""
     folded = Codec(codec.config)  # deepcopy cannot copy weight_norm's computed weights
@@ -65,10 +81,13 @@ def _without_weight_norm(codec: Codec) -> Codec:
     return folded.eval()
 
 
-def _export(module: nn.Module, inputs: tuple[torch.Tensor, ...], first_name: str, out_name: str, path: Path) -> None:
-    n_state = len(inputs) - 1
-    input_names = [first_name] + [f"state_{i}" for i in range(n_state)]
-    output_names = [out_name] + [f"new_state_{i}" for i in range(n_state)]
+def _export(module: nn.Module, inputs: tuple[torch.Tensor, ...], first_names: list[str], out_names: list[str],
+            path: Path) -> None:
+    """Export a step whose inputs are `first_names` then its state, and whose outputs are `out_names`
+    then its new state."""
+    n_state = len(inputs) - len(first_names)
+    input_names = first_names + [f"state_{i}" for i in range(n_state)]
+    output_names = out_names + [f"new_state_{i}" for i in range(n_state)]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with warnings.catch_warnings():
@@ -90,14 +109,24 @@ def export_codec_decoder(codec: Codec, path: str | os.PathLike) -> None:
     folded = _without_weight_norm(codec)
     state = folded.new_decode_state(2).tensors
     codes = torch.zeros(2, folded.tokens_per_tick, dtype=torch.long)
-    _export(CodecDecodeStep(folded), (codes, *state), "codes", "audio", Path(path))
+    _export(CodecDecodeStep(folded), (codes, *state), ["codes"], ["audio"], Path(path))
 
 
 def export_listen_step(encoder: ListenEncoder, path: str | os.PathLike) -> None:
     encoder = copy.deepcopy(encoder).eval()
     state = encoder.new_state(2).tensors()
     audio = torch.zeros(2, encoder.config.tick_samples)
-    _export(ListenStep(encoder), (audio, *state), "audio", "features", Path(path))
+    _export(ListenStep(encoder), (audio, *state), ["audio"], ["features"], Path(path))
+
+
+def export_lm_step(lm: SyncLM, path: str | os.PathLike) -> None:
+    lm = copy.deepcopy(lm).eval()
+    c = lm.config
+    inputs = (torch.zeros(2, c.n_codebooks, dtype=torch.long), torch.zeros(2, dtype=torch.long),
+              torch.zeros(2, c.listen_dim), torch.zeros(2, dtype=torch.long), torch.tensor([0, 1]))
+    cache = [t for layer in lm.new_cache(2) for t in (layer.k, layer.v)]
+    outputs = ["text_logits", "audio_logits"] + (["partner_logits"] if c.partner_heads else [])
+    _export(LMStep(lm), (*inputs, *cache), ["audio_in", "text_in", "listen", "role", "positions"], outputs, Path(path))
 
 
 class OnnxStep:
@@ -109,10 +138,16 @@ class OnnxStep:
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
+        self.n_outputs = sum(not o.name.startswith("new_state_") for o in self.session.get_outputs())
+
+    def run(self, inputs: list[np.ndarray], state: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The step's outputs and its new state."""
+        outputs = self.session.run(None, dict(zip(self.input_names, [*inputs, *state])))
+        return outputs[: self.n_outputs], outputs[self.n_outputs :]
 
     def __call__(self, first: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        outputs = self.session.run(None, dict(zip(self.input_names, [first, *state])))
-        return outputs[0], outputs[1:]
+        outputs, new_state = self.run([first], state)
+        return outputs[0], new_state
 
 
 def _session(export: Callable[[nn.Module, Path], None], model: nn.Module, threads: int) -> OnnxStep:
@@ -149,3 +184,22 @@ class OnnxListenStep:
     def __call__(self, audio: torch.Tensor, state: ListenState) -> tuple[torch.Tensor, ListenState]:
         features, new_state = self.step(np.ascontiguousarray(audio.numpy()), _arrays(state.tensors()))
         return torch.from_numpy(features), ListenState(*(torch.from_numpy(t) for t in new_state))
+
+
+class OnnxLMStep:
+    """`SyncLM.step` run by onnxruntime: the same call and logits (within 1e-4), and, as there, the
+    caches carry the tick's keys and values afterwards (each KVCache is given its new tensors). About
+    half the cost of eager torch at batch 1 and a third less at batch 16 (docs/benchmarks.md): a step
+    of this small model is mostly per-operator overhead, which onnxruntime has less of."""
+
+    def __init__(self, lm: SyncLM, threads: int = 1):
+        self.step = _session(export_lm_step, lm, threads)
+        self.partner_heads = lm.config.partner_heads
+
+    def __call__(self, audio_in, text_in, listen, role, cache: list[KVCache], positions: torch.Tensor):
+        inputs = [audio_in.numpy(), text_in.numpy(), np.ascontiguousarray(listen.numpy()), role.numpy(), positions.numpy()]
+        logits, new_cache = self.step.run(inputs, _arrays(t for layer in cache for t in (layer.k, layer.v)))
+        for layer, k, v in zip(cache, new_cache[0::2], new_cache[1::2]):
+            layer.k, layer.v = torch.from_numpy(k), torch.from_numpy(v)
+        text, audio, *partner = (torch.from_numpy(x) for x in logits)
+        return text, audio, partner[0] if self.partner_heads else None

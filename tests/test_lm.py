@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -63,6 +64,30 @@ def test_sessions_at_different_positions_share_one_batch():
             torch.testing.assert_close(st[0], full_text[0, t], atol=1e-5, rtol=1e-4)
         ref, _, _ = model(audio[1:, :, :5], text[1:, :5], listen[1:, :5], role[1:])
         torch.testing.assert_close(st[1], ref[0, 4], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("partner_heads", [True, False])
+def test_onnxruntime_step_equals_torch_beyond_the_window(partner_heads):
+    from models.onnx_export import OnnxLMStep
+
+    torch.manual_seed(0)
+    model = SyncLM(replace(TINY, partner_heads=partner_heads)).eval()
+    onnx_step = OnnxLMStep(model)
+    for B in (1, 3):  # exported at batch 2
+        audio, text, listen, role = inputs(B, 15, seed=B)
+        torch_cache, onnx_cache = model.new_cache(B), model.new_cache(B)
+        with torch.no_grad():
+            for t in range(15):  # 2.5 windows
+                args = (audio[:, :, t], text[:, t], listen[:, t], role)
+                positions = torch.arange(B) + t  # each session at its own position
+                expected = model.step(*args, torch_cache, positions)
+                got = onnx_step(*args, onnx_cache, positions)
+                assert (got[2] is None) == (expected[2] is None) == (not partner_heads)
+                for e, g in zip(expected, got):
+                    if e is not None:
+                        torch.testing.assert_close(g, e, atol=1e-4, rtol=1e-4)
+        for t_layer, o_layer in zip(torch_cache, onnx_cache):
+            torch.testing.assert_close(o_layer.k, t_layer.k, atol=1e-4, rtol=1e-4)
 
 
 def test_cache_memory_is_flat_over_10000_ticks():
