@@ -96,10 +96,11 @@ class SpeechLMAgent(Agent):
         # onnxruntime where it was measured faster (docs/benchmarks.md): the speech LM and the codec decoder
         # at any batch, the listen encoder for a single session; eager torch otherwise (and everywhere with
         # onnx=False)
-        # (one onnxruntime thread each: two were slower at every batch on the 2-core machine)
-        self._lm_step = OnnxLMStep(models.lm) if onnx else models.lm.step
-        self._decode = OnnxCodecDecoder(models.codec) if onnx else models.codec.decode_step
-        self._listen_one = OnnxListenStep(models.listen) if onnx else models.listen.step
+        # onnxruntime gets torch's thread budget (torch.set_num_threads before building the agent)
+        threads = torch.get_num_threads()
+        self._lm_step = OnnxLMStep(models.lm, threads) if onnx else models.lm.step
+        self._decode = OnnxCodecDecoder(models.codec, threads) if onnx else models.codec.decode_step
+        self._listen_one = OnnxListenStep(models.listen, threads) if onnx else models.listen.step
         self.name = name
         self.role = role
         self.tick_ms = models.lm.config.tick_ms

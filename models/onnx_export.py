@@ -136,6 +136,9 @@ class OnnxStep:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Idle pool threads sleep rather than spin: the agent runs three graphs and torch side by side,
+        # and spinning pools starved each other on 2 cores (a tick took twice as long; docs/benchmarks.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.n_outputs = sum(not o.name.startswith("new_state_") for o in self.session.get_outputs())
