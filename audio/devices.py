@@ -12,8 +12,9 @@ callback must only copy samples, never compute or wait.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 Callback = Callable[..., None]
 

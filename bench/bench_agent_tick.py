@@ -19,25 +19,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import torch
+from random_agent import save_random_agent
 
 from clock.clocks import VirtualClock
 from clock.tick_loop import TickLoop
 from duplex.engine import Engine
 from duplex.lm_agent import SpeechLMAgent
-from models.agent_checkpoint import AgentModels, save_agent
-from models.codec import Codec, CodecConfig
-from models.listen_encoder import ListenEncoder
-from models.lm import SyncLM, SyncLMConfig
-from models.text_tokenizer import TextTokenizer
-from training.speech_lm_stage import fitted_lm_config, tokenizer_corpus
-
-
-def build_agent(folder: str, onnx: bool, decoder: str) -> SpeechLMAgent:
-    codec, listen = Codec(CodecConfig(decoder=decoder)).eval(), ListenEncoder().eval()
-    tokenizer = TextTokenizer.train(tokenizer_corpus(0), 1024)
-    lm = SyncLM(fitted_lm_config(SyncLMConfig(), codec, listen, tokenizer)).eval()
-    save_agent(AgentModels(lm, codec, listen, tokenizer), folder)
-    return SpeechLMAgent.from_checkpoint(folder, onnx=onnx)
 
 
 def main() -> None:
@@ -55,7 +42,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
-        agent = build_agent(folder, onnx=not args.torch_only, decoder=args.decoder)
+        save_random_agent(folder, args.decoder)
+        agent = SpeechLMAgent.from_checkpoint(folder, onnx=not args.torch_only)
         for n in (int(x) for x in args.sessions.split(",")):
             engine = Engine(agent)
             sessions = [engine.open_session(seed=i) for i in range(n)]

@@ -27,15 +27,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from audio.asr import MODELS, transcribe  # noqa: E402
-from audio.frames import SAMPLE_RATE  # noqa: E402
-from audio.tts import speak_words  # noqa: E402
-from duplex.agents import load_agent  # noqa: E402
-from duplex.domains import AGENT_VOICES, check_answer, sample_exchange, sample_user_voice, understand  # noqa: E402
-from duplex.respond import respond_audio  # noqa: E402
+from audio.asr import MODELS, transcribe
+from audio.frames import SAMPLE_RATE
+from audio.tts import speak_words
+from duplex.agents import load_agent
+from duplex.domains import (
+    AGENT_VOICES,
+    check_answer,
+    sample_exchange,
+    sample_user_voice,
+    understand,
+)
+from duplex.respond import respond_audio
 
 CHECKABLE = ("arithmetic", "counting", "repeat", "capitals", "smalltalk", "about")
 ROOM_AFTER_ANSWER_S = 3.0

@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
+import torch
 
-from training.data_stats import dataset_stats, summarize  # noqa: E402
-from training.dataset import write_dialogue  # noqa: E402
-from training.generate import generate  # noqa: E402
-from training.render import RenderConfig, render_dialogue  # noqa: E402
+from training.data_stats import dataset_stats, summarize
+from training.dataset import write_dialogue
+from training.generate import generate
+from training.render import RenderConfig, render_dialogue
 
 
 def main() -> None:

@@ -22,14 +22,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+import torch
+from tqdm import tqdm
 
-from audio.asr import hypotheses, transcribe  # noqa: E402
-from audio.tts import Voice, synthesize  # noqa: E402
-from duplex.baseline import N_BEST  # noqa: E402
-from duplex.domains import (  # noqa: E402
+from audio.asr import hypotheses, transcribe
+from audio.tts import Voice, synthesize
+from duplex.baseline import N_BEST
+from duplex.domains import (
     AGENT_VOICES,
     DomainResponder,
     check_answer,

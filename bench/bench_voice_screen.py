@@ -21,14 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import jiwer  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import jiwer
+import numpy as np
+import torch
+from tqdm import tqdm
 
-from audio.asr import transcribe  # noqa: E402
-from audio.tts import Voice, known_variants, synthesize  # noqa: E402
-from duplex.domains import USER_ACCENTS, normalize, sample_exchange  # noqa: E402
+from audio.asr import transcribe
+from audio.tts import Voice, known_variants, synthesize
+from duplex.domains import USER_ACCENTS, normalize, sample_exchange
 
 CANDIDATE_ACCENTS = ("en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
                      "en-029", "en-us-nyc")

@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from audio.asr import transcribe  # noqa: E402
-from audio.tts import speak_words, synthesize  # noqa: E402
-from duplex.domains import AGENT_VOICES, DOMAINS, normalize, sample_exchange  # noqa: E402
+from audio.asr import transcribe
+from audio.tts import speak_words, synthesize
+from duplex.domains import AGENT_VOICES, DOMAINS, normalize, sample_exchange
 
 PAD_S = 0.5
 

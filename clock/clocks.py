@@ -46,8 +46,7 @@ class VirtualClock:
         return self._t
 
     def sleep_until(self, t: float) -> None:
-        if t > self._t:
-            self._t = t
+        self._t = max(self._t, t)
 
     def advance(self, dt: float) -> None:
         self._t += dt

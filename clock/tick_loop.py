@@ -13,7 +13,7 @@ accumulate.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from clock.clocks import Clock
 from clock.stats import TickStats

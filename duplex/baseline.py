@@ -47,6 +47,7 @@ from clock.offload import Job, Offloader
 from duplex.agent import AgentState, PerSessionAgent
 from duplex.domains import AGENT_VOICES, DomainResponder
 
+
 class Responder(Protocol):
     """The baseline's brain, text in, text out; None means nothing to say. Its recognition_prompt
     (None for none) primes the recogniser with the words it expects to hear."""

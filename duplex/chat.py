@@ -189,12 +189,12 @@ class RemoteLink:
                 trip.sent(len(audio), time.monotonic())
             try:
                 await asyncio.wait_for(self._stopping.wait(), self.SEND_EVERY_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         await client.close_session()
         try:
             await asyncio.wait_for(receiving, 5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await client.disconnect()
         if client.ws.close_code not in (1000, None) and self.status.failure is None:
             self.status.failure = f"the server closed the session ({client.ws.close_code}: {client.ws.close_reason})"

@@ -20,8 +20,9 @@ import json
 import ssl
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
@@ -71,7 +72,7 @@ class VoiceClient:
         input_rate: int = 16000,
         output_rate: int = 16000,
         ssl_context: ssl.SSLContext | None = None,
-    ) -> "VoiceClient":
+    ) -> VoiceClient:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
             ws = await connect(url, additional_headers=headers, compression=None, max_size=None, ssl=ssl_context, open_timeout=20)

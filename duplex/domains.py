@@ -210,7 +210,7 @@ class Expected:
             raise ValueError(f"unknown expectation kind {self.kind!r}")
 
     @staticmethod
-    def of(kind: str, *items: str | tuple[str, ...]) -> "Expected":
+    def of(kind: str, *items: str | tuple[str, ...]) -> Expected:
         """Build from plain text items (a str, or a tuple of alternatives), normalising them."""
         alternatives = [(item,) if isinstance(item, str) else item for item in items]
         return Expected(kind, tuple(tuple(_norm_text(a) for a in alts) for alts in alternatives))
@@ -219,7 +219,7 @@ class Expected:
         return {"kind": self.kind, "items": [list(alts) for alts in self.items]}
 
     @staticmethod
-    def from_json(data: dict) -> "Expected":
+    def from_json(data: dict) -> Expected:
         return Expected(data["kind"], tuple(tuple(alts) for alts in data["items"]))
 
 

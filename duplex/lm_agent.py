@@ -30,8 +30,8 @@ from __future__ import annotations
 import codecs
 import itertools
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -112,7 +112,7 @@ class SpeechLMAgent(Agent):
         self._uids = itertools.count()
 
     @classmethod
-    def from_checkpoint(cls, folder: str, **kwargs) -> "SpeechLMAgent":
+    def from_checkpoint(cls, folder: str, **kwargs) -> SpeechLMAgent:
         return cls(load_agent_models(folder), name=str(folder), **kwargs)
 
     def new_state(self, seed: int = 0) -> LMState:

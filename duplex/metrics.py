@@ -36,7 +36,13 @@ import numpy as np
 
 from audio.frames import SAMPLE_RATE
 from audio.resample import resample
-from audio.vad import REFINE_HOP_S, Segment, refine_segments, speech_segments, vad_probabilities
+from audio.vad import (
+    REFINE_HOP_S,
+    Segment,
+    refine_segments,
+    speech_segments,
+    vad_probabilities,
+)
 from audio.wav import AudioError, read_wav
 
 IPU_JOIN_S = 0.2
@@ -150,7 +156,7 @@ def _describe(values: list[float]) -> dict:
         return {"count": 0}
     v = np.asarray(values)
     return {
-        "count": int(len(v)),
+        "count": len(v),
         "mean_s": round(float(v.mean()), 3),
         "median_s": round(float(np.median(v)), 3),
         "p90_s": round(float(np.percentile(v, 90)), 3),

@@ -17,9 +17,9 @@ every list), plus a gap drawn from a normal distribution (mean 100 ms, sd
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 

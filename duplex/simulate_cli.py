@@ -116,7 +116,7 @@ def write_dialogue(folder: Path, record: DialogueRecord, answers: list[dict]) ->
 def table(rows: list[dict]) -> str:
     head = "| one-way latency (ms) | compensation | median gap (s) | overlap rate | task success | median stop (s) |\n"
     head += "|---:|:---:|---:|---:|---:|---:|\n"
-    fmt = lambda v: "-" if v is None else f"{v}"  # noqa: E731
+    fmt = lambda v: "-" if v is None else f"{v}"
     return head + "".join(
         f"| {r['latency_ms']:g} | {'on' if r['compensation'] else 'off'} | {fmt(r['median_gap_s'])} | "
         f"{fmt(r['overlap_rate'])} | {fmt(r['task_success'])} | {fmt(r['median_stop_s'])} |\n"

@@ -17,7 +17,11 @@ from pathlib import Path
 
 from models.checkpoint import CheckpointError, load_model, save_model
 from models.codec import Codec, load_codec, save_codec
-from models.listen_encoder import ListenEncoder, load_listen_encoder, save_listen_encoder
+from models.listen_encoder import (
+    ListenEncoder,
+    load_listen_encoder,
+    save_listen_encoder,
+)
 from models.lm import MODEL_TYPE, SyncLM, SyncLMConfig
 from models.text_tokenizer import TextTokenizer
 

@@ -113,14 +113,14 @@ class KVCache:
         self.window = k.shape[2]
 
     @staticmethod
-    def empty(batch: int, n_kv: int, window: int, head_dim: int) -> "KVCache":
+    def empty(batch: int, n_kv: int, window: int, head_dim: int) -> KVCache:
         return KVCache(torch.zeros(batch, n_kv, window, head_dim), torch.zeros(batch, n_kv, window, head_dim))
 
     @staticmethod
-    def stack(caches: list["KVCache"]) -> "KVCache":
+    def stack(caches: list[KVCache]) -> KVCache:
         return KVCache(torch.cat([c.k for c in caches]), torch.cat([c.v for c in caches]))
 
-    def row(self, b: int) -> "KVCache":
+    def row(self, b: int) -> KVCache:
         return KVCache(self.k[b : b + 1], self.v[b : b + 1])
 
     def write(self, k: torch.Tensor, v: torch.Tensor, positions: torch.Tensor) -> None:

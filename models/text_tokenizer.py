@@ -43,7 +43,7 @@ class TextTokenizer:
         self.tokenizer = tokenizer
 
     @staticmethod
-    def train(texts: Iterable[str], vocab_size: int = 256) -> "TextTokenizer":
+    def train(texts: Iterable[str], vocab_size: int = 256) -> TextTokenizer:
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
         tok.decoder = decoders.ByteLevel()
@@ -79,7 +79,7 @@ class TextTokenizer:
             self.tokenizer.save(str(tmp))
 
     @staticmethod
-    def load(folder: str | os.PathLike) -> "TextTokenizer":
+    def load(folder: str | os.PathLike) -> TextTokenizer:
         from models.checkpoint import CheckpointError
 
         path = os.path.join(folder, TOKENIZER_NAME)

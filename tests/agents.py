@@ -3,8 +3,8 @@ they do real per-tick work with no models, so tests stay fast."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 

@@ -41,7 +41,7 @@ class Chromium:
         self._ws = None
         self._stack = contextlib.ExitStack()
 
-    def __enter__(self) -> "Chromium":
+    def __enter__(self) -> Chromium:
         self.proc = subprocess.Popen(
             [
                 self.binary,

@@ -13,7 +13,6 @@ from models.codec import Codec, CodecConfig, save_codec
 from models.listen_encoder import ListenConfig, ListenEncoder, save_listen_encoder
 from models.lm import SyncLMConfig
 
-
 # One thread: tests are small, and OpenMP threads spinning against a busy second core
 # make them ten times slower.
 torch.set_num_threads(1)

@@ -15,9 +15,10 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
@@ -50,7 +51,7 @@ class ServerThread:
     def url(self) -> str:
         return self.server.url()
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         self._thread.start()
         if not self._ready.wait(30) or self._failure is not None:
             raise RuntimeError(f"server thread did not start: {self._failure!r}")
@@ -87,7 +88,7 @@ class Recorder:
     close_reason: str = ""
 
     @classmethod
-    async def open(cls, url: str, **kwargs: Any) -> "Recorder":
+    async def open(cls, url: str, **kwargs: Any) -> Recorder:
         ws = await connect(url, max_size=None, compression=None, open_timeout=20, **kwargs)
         return cls(ws)
 
@@ -97,7 +98,7 @@ class Recorder:
     async def send_json(self, obj: Any) -> None:
         await self.ws.send(json.dumps(obj))
 
-    async def receive_until(self, done: Callable[["Recorder"], bool], timeout: float = 10.0) -> bool:
+    async def receive_until(self, done: Callable[[Recorder], bool], timeout: float = 10.0) -> bool:
         """Receive until done(self) or the connection closes; False on timeout."""
         deadline = time.monotonic() + timeout
         while not done(self):
@@ -106,7 +107,7 @@ class Recorder:
                 return False
             try:
                 message = await asyncio.wait_for(self.ws.recv(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return False
             except ConnectionClosed:
                 self.close_code = self.ws.close_code

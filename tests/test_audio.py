@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from audio.frames import TICK_SAMPLES, TickSlicer, float_to_pcm16, pcm16_to_float, split_ticks
+from audio.frames import (
+    TICK_SAMPLES,
+    TickSlicer,
+    float_to_pcm16,
+    pcm16_to_float,
+    split_ticks,
+)
 from audio.resample import StreamingResampler, resample
 from audio.tts import TTSError, Voice, check_voice, synthesize
 from audio.vad import SpeechGate, StreamingVAD, vad_probabilities

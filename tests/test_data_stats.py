@@ -7,7 +7,13 @@ import pytest
 
 from duplex.cli import main
 from duplex.metrics import Interval
-from training.data_stats import annotated_ipus, dataset_stats, match_event, plot_histograms, summarize
+from training.data_stats import (
+    annotated_ipus,
+    dataset_stats,
+    match_event,
+    plot_histograms,
+    summarize,
+)
 from training.generate import generate, load_recipe
 from training.timeline import Event
 

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from audio.tts import Speech, TimedWord
-from training.timeline import AGENT, EVENT_KINDS, USER, TimelineParams, build_timeline, transition_offset
+from training.timeline import (
+    AGENT,
+    EVENT_KINDS,
+    USER,
+    TimelineParams,
+    build_timeline,
+    transition_offset,
+)
 
 WORD_S = 0.3
 

@@ -3,16 +3,17 @@
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from audio.frames import TICK_SAMPLES
+from tests.conftest import TINY_LM
 from training.dataset import DataError
 from training.dialogue_stage import DialogueStage, DialogueStageConfig
 from training.generate import generate
 from training.render import RenderConfig
 from training.trainer import TrainConfig, Trainer
-from tests.conftest import TINY_LM
+
 
 @pytest.fixture(scope="module")
 def setup(tiny_parts, tmp_path_factory):

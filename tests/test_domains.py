@@ -41,7 +41,7 @@ def test_normalize(text, tokens):
 
 
 def test_number_words_round_trip():
-    for n in range(0, 1000):
+    for n in range(1000):
         assert normalize(number_words(n)) == [str(n)]
 
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from tests.conftest import place, trimmed_speech
 from training.eval_cases import CATEGORIES, make_case
 from training.evaluate import Speech, measure
-from tests.conftest import place, trimmed_speech
 
 
 def test_the_takeover_rule_of_full_duplex_bench():

@@ -40,7 +40,7 @@ def test_respond_runs_a_checkpoint_folder_and_is_seeded(tiny_folder):
     a = respond_audio(load_agent(str(tiny_folder), virtual_clock=True), user, seed=3).agent_audio
     b = respond_audio(load_agent(str(tiny_folder), virtual_clock=True), user, seed=3).agent_audio
     assert a.shape == user.shape and np.array_equal(a, b)
-    tokens = lambda seed: [e for e in respond_audio(load_agent(str(tiny_folder), virtual_clock=True), user,  # noqa: E731
+    tokens = lambda seed: [e for e in respond_audio(load_agent(str(tiny_folder), virtual_clock=True), user,
                                                     seed=seed, say="hello there").events]
     assert tokens(3) == tokens(3)
 

@@ -7,9 +7,10 @@ import torch
 from audio.frames import TICK_SAMPLES
 from duplex.agents import load_agent
 from models.text_tokenizer import PAD
+from tests.conftest import TINY_LM
 from training.lsm_stage import LSMStage, LSMStageConfig
 from training.trainer import TrainConfig, Trainer
-from tests.conftest import TINY_LM
+
 
 @pytest.fixture
 def parts(tiny_parts):

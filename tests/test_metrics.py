@@ -6,7 +6,15 @@ import pytest
 from audio.vad import VAD_FRAME_S
 from audio.wav import write_wav
 from duplex.cli import main
-from duplex.metrics import Interval, dialogue_metrics, ipus, pause_takeovers, response_latencies, stop_times, turn_taking
+from duplex.metrics import (
+    Interval,
+    dialogue_metrics,
+    ipus,
+    pause_takeovers,
+    response_latencies,
+    stop_times,
+    turn_taking,
+)
 from tests.conftest import place
 
 FRAME = VAD_FRAME_S

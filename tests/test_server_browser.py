@@ -16,9 +16,9 @@ import pytest
 
 from audio.tts import Voice
 from audio.wav import write_wav
+from duplex.server.process import ServerProcess
 from tests.cdp import Chromium, find_chromium
 from tests.conftest import place, trimmed_speech
-from duplex.server.process import ServerProcess
 from tests.server_support import ROOT
 
 pytestmark = [

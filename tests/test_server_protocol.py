@@ -10,9 +10,9 @@ main path with the real cascaded baseline in a server process.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import ssl
 import subprocess
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -22,8 +22,15 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from duplex.server.protocol import ACCEPTED_RATES, MAX_FRAME_BYTES, MAX_PENDING_SAYS
-from tests.server_agents import SAY_TONE_HZ, SAY_TICKS_PER_WORD, EchoToneAgent
-from tests.server_support import Recorder, ServerThread, dominant_frequency, pcm, stream_realtime, tone
+from tests.server_agents import SAY_TICKS_PER_WORD, SAY_TONE_HZ, EchoToneAgent
+from tests.server_support import (
+    Recorder,
+    ServerThread,
+    dominant_frequency,
+    pcm,
+    stream_realtime,
+    tone,
+)
 
 TICK_MS = 80
 STATS_FIELDS = {"ticks": int, "late_ticks": int, "input_underruns": int, "compute_ms_p50": float, "compute_ms_p99": float}

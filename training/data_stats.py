@@ -25,8 +25,21 @@ import numpy as np
 
 from audio.frames import TICK_MS
 from audio.vad import Segment
-from duplex.metrics import AGENT, USER, Interval, TurnTaking, channel_ipus, ipus, turn_taking
-from training.dataset import DataError, complete_dialogues, event_from_json, read_dialogue
+from duplex.metrics import (
+    AGENT,
+    USER,
+    Interval,
+    TurnTaking,
+    channel_ipus,
+    ipus,
+    turn_taking,
+)
+from training.dataset import (
+    DataError,
+    complete_dialogues,
+    event_from_json,
+    read_dialogue,
+)
 from training.timeline import Event
 
 TOLERANCE_S = TICK_MS / 1000
@@ -137,7 +150,7 @@ def _describe(values: list[float]) -> dict:
     if not values:
         return {"count": 0}
     v = np.asarray(values)
-    return {"count": int(len(v)), "median_s": round(float(np.median(v)), 3), "mean_s": round(float(v.mean()), 3),
+    return {"count": len(v), "median_s": round(float(np.median(v)), 3), "mean_s": round(float(v.mean()), 3),
             "p10_s": round(float(np.percentile(v, 10)), 3), "p90_s": round(float(np.percentile(v, 90)), 3)}
 
 

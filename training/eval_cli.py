@@ -61,7 +61,7 @@ LSM_COLUMNS = [
 def table(rows: dict[str, dict], columns: list[tuple[str, str]] = COLUMNS) -> str:
     head = "| model | " + " | ".join(label for _, label in columns) + " |\n"
     head += "|---|" + "---:|" * len(columns) + "\n"
-    fmt = lambda v: "-" if v is None else f"{v}"  # noqa: E731
+    fmt = lambda v: "-" if v is None else f"{v}"
     return head + "".join(f"| {m} | " + " | ".join(fmt(r[k]) for k, _ in columns) + " |\n" for m, r in rows.items())
 
 

@@ -120,7 +120,7 @@ def _median(values: list[float]) -> float | None:
 
 def summarise(results: list[CaseResult]) -> dict[str, Any]:
     """One row of the comparison table."""
-    by = lambda cat: [r.measures for r in results if r.category == cat]  # noqa: E731
+    by = lambda cat: [r.measures for r in results if r.category == cat]
     turn, pause, bc, inter = by("turn"), by("pause"), by("backchannel"), by("interruption")
     answered = [m["correct"] for m in turn + pause] + [m["responded"] for m in inter]
     minutes = sum(m["user_turn_s"] for m in bc) / 60

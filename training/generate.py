@@ -28,8 +28,20 @@ from pathlib import Path
 from tqdm import tqdm
 
 from audio.tts import TTSError, check_voice
-from training.dataset import DataError, is_complete, write_dialogue, write_manifests, write_text_atomic
-from training.render import RenderConfig, config_from_json, config_to_json, dialogue_split, render_dialogue
+from training.dataset import (
+    DataError,
+    is_complete,
+    write_dialogue,
+    write_manifests,
+    write_text_atomic,
+)
+from training.render import (
+    RenderConfig,
+    config_from_json,
+    config_to_json,
+    dialogue_split,
+    render_dialogue,
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +52,7 @@ class Shard:
     count: int = 1
 
     @staticmethod
-    def parse(text: str) -> "Shard":
+    def parse(text: str) -> Shard:
         try:
             index, count = (int(part) for part in text.split("/"))
         except ValueError:

@@ -369,7 +369,7 @@ class _StopRequest:
             self.requested = bool(flag.item())
         return self.requested
 
-    def __enter__(self) -> "_StopRequest":
+    def __enter__(self) -> _StopRequest:
         return self
 
     def __exit__(self, *exc: object) -> None:

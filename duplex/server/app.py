@@ -16,11 +16,10 @@ import logging
 import signal
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Callable
+from datetime import UTC, datetime
 from urllib.parse import quote
-
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
@@ -28,7 +27,13 @@ from duplex.agent import Agent
 from duplex.server.bridge import EngineBridge
 from duplex.server.connection import Connection
 from duplex.server.http import HttpFront
-from duplex.server.protocol import DEFAULT_HOST, DEFAULT_PORT, MAX_FRAME_BYTES, PATH, Close
+from duplex.server.protocol import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    MAX_FRAME_BYTES,
+    PATH,
+    Close,
+)
 
 log = logging.getLogger("duplex.server")
 
@@ -64,7 +69,7 @@ class ServerConfig:
 
 def log_event(event: str, **fields) -> None:
     """One structured log line: a JSON object with the event's name and a UTC timestamp."""
-    record = {"event": event, "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **fields}
+    record = {"event": event, "time": datetime.now(UTC).isoformat(timespec="milliseconds"), **fields}
     log.info(json.dumps(record))
 
 

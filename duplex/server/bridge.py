@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from audio.frames import SAMPLE_RATE, float_to_pcm16, pcm16_to_float
 from audio.rate_convert import RateConverter

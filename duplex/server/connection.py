@@ -24,7 +24,12 @@ from websockets.exceptions import ConnectionClosed
 
 from audio.frames import SAMPLE_RATE
 from duplex.agent import Agent
-from duplex.server.bridge import EngineBridge, SessionLink, TickDelivery, overflow_message
+from duplex.server.bridge import (
+    EngineBridge,
+    SessionLink,
+    TickDelivery,
+    overflow_message,
+)
 from duplex.server.protocol import (
     MAX_ERRORS,
     MAX_OUTBOX_S,

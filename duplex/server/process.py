@@ -29,11 +29,11 @@ class ServerProcess:
         self.stderr_lines: list[str] = []
 
     @classmethod
-    def duplex_serve(cls, *extra: str, env: dict[str, str] | None = None) -> "ServerProcess":
+    def duplex_serve(cls, *extra: str, env: dict[str, str] | None = None) -> ServerProcess:
         """`duplex serve` on a free port of 127.0.0.1, with extra options."""
         return cls([sys.executable, "-m", "duplex.cli", "serve", "--port", "0", *extra], env)
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         self.proc = subprocess.Popen(
             self.args, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
