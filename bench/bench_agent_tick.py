@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--torch-only", action="store_true",
                         help="eager torch for every step (the default uses onnxruntime where it was measured faster)")
+    parser.add_argument("--lanes", type=int, default=None,
+                        help="groups of sessions stepped in parallel threads (default: --threads)")
     parser.add_argument("--decoder", choices=("vocos", "seanet"), default="vocos",
                         help="the codec's decoder (vocos: what the codec recipe ends with)")
     parser.add_argument("--profile", action="store_true",
@@ -43,7 +45,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
         save_random_agent(folder, args.decoder)
-        agent = SpeechLMAgent.from_checkpoint(folder, onnx=not args.torch_only)
+        agent = SpeechLMAgent.from_checkpoint(folder, onnx=not args.torch_only, lanes=args.lanes)
         for n in (int(x) for x in args.sessions.split(",")):
             engine = Engine(agent)
             sessions = [engine.open_session(seed=i) for i in range(n)]
@@ -65,7 +67,7 @@ def main() -> None:
                 profiler.disable()
             ms = np.asarray(loop.stats.compute_ms)
             runtime = "torch" if args.torch_only else "torch+onnxruntime"
-            print(f"learned agent tick ({args.threads} thread, {runtime}, {args.decoder} decoder): {n:2d} session(s)  p50 {np.percentile(ms, 50):6.1f} ms  "
+            print(f"learned agent tick ({args.threads} thread, {agent.lanes} lane, {runtime}, {args.decoder} decoder): {n:2d} session(s)  p50 {np.percentile(ms, 50):6.1f} ms  "
                   f"p99 {np.percentile(ms, 99):6.1f} ms  over 80 ms: {int((ms > 80).sum())}/{ticks}")
             if profiler:
                 stats = pstats.Stats(profiler).stats

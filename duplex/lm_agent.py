@@ -31,6 +31,7 @@ import codecs
 import itertools
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,17 +91,24 @@ class SpeechLMAgent(Agent):
     can_say = True
 
     def __init__(self, models: AgentModels, name: str = "speech-lm", role: int = 0, temperature: float = 0.8,
-                 top_k: int = 50, text_lead: int = 2, done_silence_ticks: int = 4, onnx: bool = True):
+                 top_k: int = 50, text_lead: int = 2, done_silence_ticks: int = 4, onnx: bool = True,
+                 lanes: int | None = None):
+        """`lanes`: a tick's sessions are split into this many groups stepped in parallel threads (default:
+        torch's thread budget, `torch.set_num_threads` before building the agent); each lane's steps get an
+        equal share of the budget. onnxruntime and torch release the GIL in their kernels, so on 2 cores two
+        lanes of 8 sessions take about a third less time per tick than one batch of 16 (docs/benchmarks.md)."""
         self.m = models
         self.can_predict_partner = models.lm.config.partner_heads
+        budget = torch.get_num_threads()
+        self.lanes = max(1, lanes or budget)
+        threads = max(1, budget // self.lanes)
         # onnxruntime where it was measured faster (docs/benchmarks.md): the speech LM and the codec decoder
         # at any batch, the listen encoder for a single session; eager torch otherwise (and everywhere with
         # onnx=False)
-        # onnxruntime gets torch's thread budget (torch.set_num_threads before building the agent)
-        threads = torch.get_num_threads()
         self._lm_step = OnnxLMStep(models.lm, threads) if onnx else models.lm.step
         self._decode = OnnxCodecDecoder(models.codec, threads) if onnx else models.codec.decode_step
         self._listen_one = OnnxListenStep(models.listen, threads) if onnx else models.listen.step
+        self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="lm-lane") if self.lanes > 1 else None
         self.name = name
         self.role = role
         self.tick_ms = models.lm.config.tick_ms
@@ -108,7 +116,8 @@ class SpeechLMAgent(Agent):
         self.text_lead = text_lead
         self.done_silence_ticks = done_silence_ticks
         self.delay = models.lm.config.acoustic_delay
-        self._batch: _Batch | None = None
+        self._batches: list[_Batch | None] = [None] * self.lanes
+        """Each lane's last tick: its sessions' streaming states as one batch."""
         self._uids = itertools.count()
 
     @classmethod
@@ -136,8 +145,24 @@ class SpeechLMAgent(Agent):
 
     @torch.no_grad()
     def step(self, states: Sequence[AgentState], listen: np.ndarray) -> np.ndarray:
+        lanes = np.array_split(np.arange(len(states)), min(self.lanes, len(states)))
+        if self._pool is None or len(lanes) == 1:
+            ticks = [self._compute(0, states, listen)]
+        else:
+            ticks = list(self._pool.map(lambda i: self._compute(i, [states[b] for b in lanes[i]], listen[lanes[i]]),
+                                        range(len(lanes))))
+        # Sessions change only from here on, so that a batch that raised above (in any lane) leaves each
+        # session as it was for the engine's one-by-one retry (the caches' in-place writes are repeated
+        # identically).
+        for i, (lane, tick) in enumerate(zip(lanes, ticks)):
+            self._commit(i, [states[b] for b in lane], tick)
+        return np.concatenate([tick.audio for tick in ticks])
+
+    @torch.no_grad()  # here too: grad mode is per thread, and lanes run in the pool's threads
+    def _compute(self, lane: int, states: Sequence[LMState], listen: np.ndarray) -> _Tick:
+        """One tick of one lane's sessions, leaving the sessions untouched."""
         B = len(states)
-        listen_state, cache, decode_state = self._batched_state(states)
+        listen_state, cache, decode_state = self._batched_state(lane, states)
         listen_step = self._listen_one if B == 1 else self.m.listen.step
         feats, listen_state = listen_step(torch.from_numpy(listen), listen_state)
         text_logits, audio_logits, partner_logits = self._lm_step(
@@ -153,22 +178,27 @@ class SpeechLMAgent(Agent):
         frames = [torch.cat([(s.columns[1] if self.delay else column)[:1], column[1:]])
                   for s, column in zip(states, columns)]
         audio, decode_state = self._decode_complete(torch.stack(frames), decode_state)
-        out = audio.numpy().astype(np.float32)
-        # Sessions change only from here on, so that a batch that raised above leaves each session as it
-        # was for the engine's one-by-one retry (the caches' in-place writes are repeated identically).
+        batch = _Batch(tuple(s.uid for s in states), listen_state, cache, decode_state)
+        return _Tick(batch, columns, text_logits, partner_logits, audio.numpy().astype(np.float32))
+
+    def _commit(self, lane: int, states: Sequence[LMState], tick: _Tick) -> None:
+        """Carry a lane's computed tick into its sessions."""
         for b, s in enumerate(states):
-            s.partner_logits = None if partner_logits is None else partner_logits[b]
-            s.columns.append(columns[b])
-            s.prev_text = self._text_token(s, text_logits[b])
+            s.partner_logits = None if tick.partner_logits is None else tick.partner_logits[b]
+            s.columns.append(tick.columns[b])
+            s.prev_text = self._text_token(s, tick.text_logits[b])
             self._transcript(s, s.prev_text)
-        self._batch = _Batch(tuple(s.uid for s in states), listen_state, cache, decode_state)
+        self._batches[lane] = tick.batch
         for b, s in enumerate(states):
-            s.listen = _row_listen(listen_state, b)
-            s.cache = [layer.row(b) for layer in cache]
-            s.decode = _row_decode(decode_state, b)
-            self._after(s, out[b])
+            s.listen = _row_listen(tick.batch.listen, b)
+            s.cache = [layer.row(b) for layer in tick.batch.cache]
+            s.decode = _row_decode(tick.batch.decode, b)
+            self._after(s, tick.audio[b])
             s.tick += 1
-        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
 
     @torch.no_grad()
     def predict_partner(self, states: Sequence[LMState]) -> np.ndarray:
@@ -192,12 +222,13 @@ class SpeechLMAgent(Agent):
         kept = [torch.where(complete.view(-1, *[1] * (n.ndim - 1)), n, o) for n, o in zip(new_state.tensors, state.tensors)]
         return audio * complete[:, None], CodecStreamState(kept)
 
-    def _batched_state(self, states: Sequence[LMState]) -> tuple[ListenState, list[KVCache], CodecStreamState]:
-        """The sessions' streaming states as one batch: last tick's batch when the same sessions
+    def _batched_state(self, lane: int, states: Sequence[LMState]) -> tuple[ListenState, list[KVCache], CodecStreamState]:
+        """The sessions' streaming states as one batch: the lane's last batch when the same sessions
         come in the same order (the usual case), else stacked from each session's rows."""
         key = tuple(s.uid for s in states)
-        if self._batch is not None and self._batch.key == key:
-            return self._batch.listen, self._batch.cache, self._batch.decode
+        last = self._batches[lane]
+        if last is not None and last.key == key:
+            return last.listen, last.cache, last.decode
         layers = range(self.m.lm.config.num_hidden_layers)
         return (
             _cat_listen([s.listen for s in states]),
@@ -264,6 +295,17 @@ class _Batch:
     listen: ListenState
     cache: list[KVCache]
     decode: CodecStreamState
+
+
+@dataclass
+class _Tick:
+    """A lane's tick as computed, before it is carried into the sessions."""
+
+    batch: _Batch
+    columns: list[torch.Tensor]
+    text_logits: torch.Tensor
+    partner_logits: torch.Tensor | None
+    audio: np.ndarray
 
 
 def _cat_listen(states: list[ListenState]) -> ListenState:

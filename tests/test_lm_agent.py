@@ -1,6 +1,7 @@
 """The learned agent's plumbing, on tiny untrained models assembled in the test."""
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -195,24 +196,53 @@ def test_a_codec_with_two_frames_per_tick_speaks_through_the_agent(tmp_path):
         load_agent_models(tmp_path / "wrong")
 
 
-def test_a_batch_that_fails_after_sampling_leaves_the_sessions_for_the_retry(tiny_folder, monkeypatch):
-    """The engine retries a failed batch session by session; the failed attempt must not have advanced
-    any session (its token columns, its text stream), or the retry would emit a second token in the tick."""
+def test_lanes_in_parallel_threads_say_what_one_batch_says(tiny_folder, caplog):
     from duplex.engine import Engine
+    from duplex.lm_agent import SpeechLMAgent
 
-    agent = load_agent(str(tiny_folder), virtual_clock=True)
+    user = np.random.default_rng(2).normal(0, 0.05, (5, 10, 1280)).astype(np.float32)
+
+    def run(lanes):
+        agent = SpeechLMAgent.from_checkpoint(str(tiny_folder), lanes=lanes)
+        engine = Engine(agent)
+        sessions = [engine.open_session(seed=i) for i in range(5)]
+        outs = []
+        for t in range(10):
+            for i, s in enumerate(sessions):
+                s.push_input(user[i, t])
+            step = engine.step()
+            outs.append([step[s.id] for s in sessions])
+        agent.close()
+        return np.array(outs), [s.state.tick for s in sessions]
+
+    (one, ticks_one), (three, ticks_three) = run(1), run(3)
+    # every batched step ran as one (the engine's session-by-session retry would hide a failing lane)
+    assert not [r for r in caplog.records if "batched agent step failed" in r.getMessage()]
+    assert ticks_one == ticks_three == [10] * 5
+    np.testing.assert_allclose(three, one, atol=1e-5)
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_a_batch_that_fails_after_sampling_leaves_the_sessions_for_the_retry(tiny_folder, monkeypatch, lanes):
+    """The engine retries a failed batch session by session; the failed attempt must not have advanced
+    any session (its token columns, its text stream), or the retry would emit a second token in the tick.
+    With lanes, a lane that succeeded must not have advanced its sessions either when another failed."""
+    from duplex.engine import Engine
+    from duplex.lm_agent import SpeechLMAgent
+
+    agent = SpeechLMAgent.from_checkpoint(str(tiny_folder), lanes=lanes)
     decode = agent._decode
-    calls = {"n": 0}
+    calls = itertools.count(1)
 
     def flaky(frames, state):
-        calls["n"] += 1
-        if frames.shape[0] > 1 and calls["n"] % 3 == 0:  # every third batched decode fails
+        n = next(calls)
+        if frames.shape[0] > 1 and n % 3 == 0:  # every third batched decode fails
             raise RuntimeError("injected")
         return decode(frames, state)
 
     monkeypatch.setattr(agent, "_decode", flaky)
     engine = Engine(agent)
-    sessions = [engine.open_session(seed=i) for i in range(2)]
+    sessions = [engine.open_session(seed=i) for i in range(2 * lanes)]
     deltas = {s.id: [] for s in sessions}
     for _ in range(40):
         for s in sessions:
@@ -221,7 +251,7 @@ def test_a_batch_that_fails_after_sampling_leaves_the_sessions_for_the_retry(tin
         for s in sessions:
             deltas[s.id].append(sum(e["type"] == "agent.transcript.delta" for e in s.events))
             s.events.clear()
-    assert calls["n"] > 40  # failures happened and were retried
+    assert next(calls) > 40 * lanes + 1  # failures happened and were retried
     for s in sessions:
         assert s.failed is None and s.state.tick == 40 and len(s.state.columns) == agent.delay + 1
         assert max(deltas[s.id]) == 1  # one text token per tick, never the failed attempt's as well
