@@ -7,6 +7,7 @@ agent at its default sizes with random weights (bench/random_agent.py): it
 costs what the trained one does, whatever it says.
 
     python bench/bench_simulate.py --model random --pairs 1,4 --threads 2
+    python bench/bench_simulate.py --model random --partner model --pairs 1   (agent vs agent)
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main() -> None:
     parser.add_argument("--pairs", default="1,4")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--latency", type=float, default=160.0)
+    parser.add_argument("--partner", choices=("user", "model"), default="user",
+                        help="side A: the scripted user, or a second instance of --model (agent vs agent)")
     parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime threads (the issue's figure: 2)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -42,13 +45,15 @@ def main() -> None:
         save_random_agent(folder.name)
         model = folder.name
     for n in (int(x) for x in args.pairs.split(",")):
-        user = ScriptedUser(domain_scripts(n, seed=0))
         agent = load_agent(model, virtual_clock=True)
+        partner = ScriptedUser(domain_scripts(n, seed=0)) if args.partner == "user" else load_agent(model, virtual_clock=True)
         began = time.perf_counter()
-        simulate(user, agent, n, args.seconds, NetworkConfig(delay_ms=args.latency))
+        simulate(partner, agent, n, args.seconds, NetworkConfig(delay_ms=args.latency))
         elapsed = time.perf_counter() - began
         agent.close()
-        print(f"simulate {args.model} ({args.threads} thread) vs scripted user: {n} pair(s) x {args.seconds / elapsed:.1f}x real time "
+        partner.close()
+        against = "scripted user" if args.partner == "user" else "itself"
+        print(f"simulate {args.model} ({args.threads} thread) vs {against}: {n} pair(s) x {args.seconds / elapsed:.1f}x real time "
               f"({n * args.seconds / elapsed:.1f} pair-seconds per second)")
     folder.cleanup()
 

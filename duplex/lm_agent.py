@@ -94,14 +94,14 @@ class SpeechLMAgent(Agent):
                  top_k: int = 50, text_lead: int = 2, done_silence_ticks: int = 4, onnx: bool = True,
                  lanes: int | None = None):
         """`lanes`: a tick's sessions are split into this many groups stepped in parallel threads (default:
-        torch's thread budget, `torch.set_num_threads` before building the agent); each lane's steps get an
-        equal share of the budget. onnxruntime and torch release the GIL in their kernels, so on 2 cores two
-        lanes of 8 sessions take about a third less time per tick than one batch of 16 (docs/benchmarks.md)."""
+        torch's thread budget, `torch.set_num_threads` before building the agent). onnxruntime and torch
+        release the GIL in their kernels, so on 2 cores two lanes of 8 sessions take less time per tick than
+        one batch of 16 (docs/benchmarks.md). The onnxruntime graphs get the whole budget too, for a lone
+        session; their idle threads sleep rather than spin, so lanes do not starve each other."""
         self.m = models
         self.can_predict_partner = models.lm.config.partner_heads
-        budget = torch.get_num_threads()
-        self.lanes = max(1, lanes or budget)
-        threads = max(1, budget // self.lanes)
+        threads = torch.get_num_threads()
+        self.lanes = max(1, lanes or threads)
         # onnxruntime where it was measured faster (docs/benchmarks.md): the speech LM and the codec decoder
         # at any batch, the listen encoder for a single session; eager torch otherwise (and everywhere with
         # onnx=False)

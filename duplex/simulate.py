@@ -11,11 +11,18 @@ Per tick t, for every dialogue: each side hears the partner's slice for tick
 t, steps, and sends what it will say during tick t+1, tagged with t+1, into
 its link at session time (t+1)*tick. A frame is usable for tick k if it
 arrived by the end of tick k, so delays up to one tick cost nothing.
+
+The two sides hear, then step, in two threads (their engines share nothing,
+and the model runtimes release the GIL), so a pair uses both cores; all
+hearing of a tick ends before any side sends, so the result does not depend
+on the threads' timing. Two sides that are one agent object step in turn.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,12 +116,16 @@ def simulate(agent_a: Agent, agent_b: Agent, dialogues: int, seconds: float, net
 
     a_to_b = [link(i, 0) for i in range(dialogues)]
     b_to_a = [link(i, 1) for i in range(dialogues)]
-    for t in range(n_ticks):
-        end_of_tick = (t + 1) * tick_s
-        a.hear(t, b_to_a, end_of_tick)
-        b.hear(t, a_to_b, end_of_tick)
-        a.speak(t, a_to_b, end_of_tick)
-        b.speak(t, b_to_a, end_of_tick)
+    with ThreadPoolExecutor(2 if agent_a is not agent_b else 1, thread_name_prefix="simulate-side") as pool:
+
+        def in_parallel(*calls: tuple[Callable[..., None], int, list[Link], float]) -> None:
+            for future in [pool.submit(*call) for call in calls]:
+                future.result()  # re-raises a side's error
+
+        for t in range(n_ticks):
+            end_of_tick = (t + 1) * tick_s
+            in_parallel((a.hear, t, b_to_a, end_of_tick), (b.hear, t, a_to_b, end_of_tick))
+            in_parallel((a.speak, t, a_to_b, end_of_tick), (b.speak, t, b_to_a, end_of_tick))
 
     n = n_ticks * agent_a.tick_samples
     records = []
