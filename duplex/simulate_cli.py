@@ -174,6 +174,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
+def share_threads(models: list[str]) -> None:
+    """Give each learned side (a checkpoint) an equal share of torch's threads before it is built: the
+    simulator steps both sides at once, and two learned agents of two threads each ran slower on 2 cores
+    than of one thread each (docs/benchmarks.md)."""
+    learned = sum(model not in ("user", "baseline") for model in models)
+    if learned > 1:
+        import torch
+
+        torch.set_num_threads(max(1, torch.get_num_threads() // learned))
+
+
 def run_virtual(args: argparse.Namespace, net: NetworkConfig) -> list[DialogueRecord]:
     side_a = make_side(args.a, args.dialogues, args.seed, args.compute_latency)
     side_b = make_side(args.b, args.dialogues, args.seed, args.compute_latency)
@@ -218,6 +229,8 @@ def _run(args: argparse.Namespace) -> int:
         raise SimulationError(f"cannot create {out}: {exc.strerror}") from None
     rows = []
     conditions = [(lat, comp) for lat in latencies for comp in comps]
+    if not args.wall:
+        share_threads([args.a, args.b])
     for lat, comp in tqdm(conditions, desc="conditions", unit="cond"):
         net = NetworkConfig(delay_ms=lat, jitter_ms=args.jitter, loss=args.loss, reorder=args.reorder, compensate=comp)
         records = run_wall(args, net) if args.wall else run_virtual(args, net)

@@ -110,3 +110,20 @@ def test_wall_mode_runs_through_real_websocket_sessions_with_the_link_applied(tm
     got = heard[heard > 0]
     assert len(got) >= n - 5 and np.array_equal(got, said[: len(got)])
     assert rec.b.link_in["delay_ms_mean"] == pytest.approx(200, abs=1)
+
+
+def test_two_learned_sides_share_the_threads_and_others_keep_them():
+    import torch
+
+    from duplex.simulate_cli import share_threads
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        share_threads(["user", "baseline"])
+        share_threads(["user", "checkpoints/model"])
+        assert torch.get_num_threads() == 2
+        share_threads(["checkpoints/a", "checkpoints/b"])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
