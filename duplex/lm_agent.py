@@ -146,16 +146,16 @@ class SpeechLMAgent(Agent):
     @torch.no_grad()
     def step(self, states: Sequence[AgentState], listen: np.ndarray) -> np.ndarray:
         lanes = np.array_split(np.arange(len(states)), min(self.lanes, len(states)))
+        groups = [[states[b] for b in lane] for lane in lanes]
         if self._pool is None or len(lanes) == 1:
             ticks = [self._compute(0, states, listen)]
         else:
-            ticks = list(self._pool.map(lambda i: self._compute(i, [states[b] for b in lanes[i]], listen[lanes[i]]),
-                                        range(len(lanes))))
+            ticks = list(self._pool.map(lambda i: self._compute(i, groups[i], listen[lanes[i]]), range(len(lanes))))
         # Sessions change only from here on, so that a batch that raised above (in any lane) leaves each
         # session as it was for the engine's one-by-one retry (the caches' in-place writes are repeated
         # identically).
-        for i, (lane, tick) in enumerate(zip(lanes, ticks)):
-            self._commit(i, [states[b] for b in lane], tick)
+        for i, (group, tick) in enumerate(zip(groups, ticks)):
+            self._commit(i, group, tick)
         return np.concatenate([tick.audio for tick in ticks])
 
     @torch.no_grad()  # here too: grad mode is per thread, and lanes run in the pool's threads
