@@ -192,7 +192,7 @@ class OnnxListenStep:
 class OnnxLMStep:
     """`SyncLM.step` run by onnxruntime: the same call and logits (within 1e-4), and, as there, the
     caches carry the tick's keys and values afterwards (each KVCache is given its new tensors). About
-    half the cost of eager torch at batch 1 and a third less at batch 16 (docs/benchmarks.md): a step
+    half the cost of eager torch at batch 1 and less at batch 16 (bench/bench_lm_step.py): a step
     of this small model is mostly per-operator overhead, which onnxruntime has less of."""
 
     def __init__(self, lm: SyncLM, threads: int = 1):
