@@ -22,6 +22,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from audio.timbres import espeak_data_path
+
 # Constants of espeak-ng's speak_lib.h.
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1
@@ -81,7 +83,7 @@ class RawSynthesis:
 class EspeakLibrary:
     """The process's handle on libespeak-ng, in synchronous mode."""
 
-    def __init__(self) -> None:
+    def __init__(self, data_path: str | None = None) -> None:
         path = ctypes.util.find_library("espeak-ng") or "libespeak-ng.so.1"
         try:
             self._lib = ctypes.CDLL(path)
@@ -92,7 +94,9 @@ class EspeakLibrary:
             ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
         ]
         self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        self.sample_rate = self._lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, None, 0)
+        self.sample_rate = self._lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, data_path.encode() if data_path else None, 0
+        )
         if self.sample_rate <= 0:
             raise EspeakLibraryError("libespeak-ng failed to initialise (is espeak-ng-data installed?)")
         self._lock = threading.Lock()
@@ -133,5 +137,5 @@ class EspeakLibrary:
 
 @lru_cache(maxsize=1)
 def espeak_library() -> EspeakLibrary:
-    """The process's one library handle, loaded on first use."""
-    return EspeakLibrary()
+    """The process's one library handle, loaded on first use, on the project's data folder (audio/timbres.py)."""
+    return EspeakLibrary(espeak_data_path())

@@ -13,7 +13,6 @@ from __future__ import annotations
 import bisect
 import io
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,6 +23,7 @@ import soundfile as sf
 from audio.espeak_lib import EspeakLibraryError, WordEvent, espeak_library
 from audio.frames import SAMPLE_RATE
 from audio.resample import resample
+from audio.timbres import espeak_data_path, espeak_program, timbre_names
 
 
 class TTSError(Exception):
@@ -44,27 +44,30 @@ class Voice:
         return f"{self.name}+{self.variant}" if self.variant else self.name
 
 
-@lru_cache(maxsize=1)
-def espeak_binary() -> str:
-    path = shutil.which("espeak-ng")
-    if path is None:
-        raise TTSError("espeak-ng is not installed (Debian: apt-get install espeak-ng; `make test` does it)")
-    return path
+def espeak_command(*args: str, generated_timbres: bool = True) -> list[str]:
+    """An espeak-ng command line, by default on the project's data folder (system voices + generated timbres,
+    audio/timbres.py). Voice listings run on the system folder: espeak-ng does not list linked folders."""
+    try:
+        return [espeak_program(), *([f"--path={espeak_data_path()}"] if generated_timbres else []), *args]
+    except FileNotFoundError as exc:
+        raise TTSError(str(exc)) from None
 
 
 @lru_cache(maxsize=1)
 def known_voice_names() -> frozenset[str]:
     """Voice and variant names espeak-ng knows (languages and the !v variants)."""
-    out = subprocess.run([espeak_binary(), "--voices"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(espeak_command("--voices", generated_timbres=False), capture_output=True, text=True, check=True).stdout
     names = {line.split()[1] for line in out.splitlines()[1:] if len(line.split()) > 1}
     return frozenset(names) | known_variants()
 
 
 @lru_cache(maxsize=1)
 def known_variants() -> frozenset[str]:
-    """The voice variants (timbres, the !v files) espeak-ng knows, e.g. m3, f5, Gene."""
-    out = subprocess.run([espeak_binary(), "--voices=variant"], capture_output=True, text=True, check=True).stdout
-    return frozenset(re.split(r"\s{2,}", line.split("!v/", 1)[1].strip())[0] for line in out.splitlines() if "!v/" in line)
+    """The voice variants (timbres) espeak-ng knows: its own !v files, e.g. m3, f5, Gene, and the generated ones."""
+    out = subprocess.run(espeak_command("--voices=variant", generated_timbres=False), capture_output=True, text=True,
+                         check=True).stdout
+    shipped = (re.split(r"\s{2,}", line.split("!v/", 1)[1].strip())[0] for line in out.splitlines() if "!v/" in line)
+    return frozenset(shipped) | frozenset(timbre_names())
 
 
 @lru_cache(maxsize=1)
@@ -75,7 +78,7 @@ def _voice_files() -> dict[str, str]:
     library's espeak_SetVoiceByName only accepts file names, so
     speak_words translates through this table.
     """
-    out = subprocess.run([espeak_binary(), "--voices"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(espeak_command("--voices", generated_timbres=False), capture_output=True, text=True, check=True).stdout
     files: dict[str, str] = {}
     for line in out.splitlines()[1:]:
         fields = line.split()
@@ -102,7 +105,7 @@ def synthesize(text: str, voice: Voice = Voice(), sample_rate: int = SAMPLE_RATE
     """Speak text with espeak-ng; returns mono float32 at sample_rate (empty for empty text)."""
     if not text.strip():
         return np.zeros(0, dtype=np.float32)
-    cmd = [espeak_binary(), "-v", voice.espeak_name, "-s", str(voice.speed), "-p", str(voice.pitch), "--stdout", text]
+    cmd = espeak_command("-v", voice.espeak_name, "-s", str(voice.speed), "-p", str(voice.pitch), "--stdout", text)
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0 or not proc.stdout:
         raise TTSError(f"espeak-ng failed for voice {voice.espeak_name}: {proc.stderr.decode(errors='replace').strip()}")

@@ -24,7 +24,7 @@ from step_timing import time_steps
 from audio.frames import TICK_MS
 from models.codec import Codec, CodecConfig, load_codec
 from models.onnx_export import OnnxStep, export_codec_decoder
-from training.codec_eval import codec_quality, stoi_by_codebooks
+from training.codec_eval import codec_quality, stoi_by_codebooks, stoi_by_voice
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "codec"
 
@@ -88,6 +88,9 @@ def main() -> None:
         by_count = stoi_by_codebooks(codec, min(args.sentences, 20), counts)
         print("STOI by codebooks used, held-out voices (what the quantiser costs vs the autoencoder): "
               + ", ".join(f"{name}: {value:.3f}" for name, value in by_count.items()))
+        by_voice = stoi_by_voice(codec, min(args.sentences, 60))
+        print("STOI by voice, held-out sentences (held-out variants, and training voices for comparison): "
+              + ", ".join(f"{name}: {value:.3f}" for name, value in by_voice.items()))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pystoi import stoi
 
 from audio.asr import transcribe
 from audio.frames import SAMPLE_RATE
-from audio.tts import synthesize
+from audio.tts import Voice, synthesize
 from duplex.domains import AGENT_VOICES, normalize
 from models.codec import Codec
 from training.speech_source import random_voice
@@ -38,13 +38,16 @@ class CodecQuality:
         return self.wer_resynthesis - self.wer_original
 
 
+def held_out_voice(index: int, agent_voice: bool = False) -> Voice:
+    """The voice of held-out example `index`: a held-out voice, or the agent persona's."""
+    return AGENT_VOICES[0] if agent_voice else random_voice(np.random.default_rng([index, 3]), held_out=True)
+
+
 def held_out_speech(index: int, agent_voice: bool = False) -> tuple[str, np.ndarray]:
     """(text, audio) of held-out example `index`: a held-out sentence in a held-out voice
     (or in the agent persona's voice)."""
-    rng = np.random.default_rng([index, 3])
     text = held_out_sentence(index)
-    voice = AGENT_VOICES[0] if agent_voice else random_voice(rng, held_out=True)
-    return text, synthesize(text, voice)
+    return text, synthesize(text, held_out_voice(index, agent_voice))
 
 
 def resynthesize(codec: Codec, audio: np.ndarray) -> np.ndarray:
@@ -67,6 +70,18 @@ def stoi_by_codebooks(codec: Codec, sentences: int, counts: tuple[int, ...]) -> 
         for name, resynthesis in outputs.items():
             scores[name].append(stoi(wav[0].numpy(), resynthesis[: wav.shape[1]].numpy(), SAMPLE_RATE, extended=False))
     return {name: float(np.mean(values)) for name, values in scores.items()}
+
+
+def stoi_by_voice(codec: Codec, sentences: int) -> dict[str, float]:
+    """Mean STOI of held-out sentences per held-out voice variant, and over the same sentences in training
+    voices: which voices the codec fails on, and how much of its error is generalisation to new voices."""
+    scores: dict[str, list[float]] = {}
+    for i in range(sentences):
+        text, audio = held_out_speech(i)
+        training_voice = random_voice(np.random.default_rng([i, 7]), held_out=False)
+        for name, clip in ((held_out_voice(i).variant, audio), ("training voices", synthesize(text, training_voice))):
+            scores.setdefault(str(name), []).append(stoi(clip, resynthesize(codec, clip), SAMPLE_RATE, extended=False))
+    return {name: float(np.mean(values)) for name, values in sorted(scores.items())}
 
 
 def codec_quality(codec: Codec, sentences: int = 100, agent_voice: bool = False) -> CodecQuality:

@@ -47,6 +47,7 @@ class CodecStageConfig:
     seconds: float = 1.28
     agent_voice_prob: float = 0.25  # the persona the codec mostly carries
     noise_prob: float = 0.0
+    timbre_prob: float = 0.0  # generated timbres (audio/timbres.py); 0 in the runs so far, which it would change on resume
     autoencoder_steps: int = 1000
     kmeans_batches: int = 32
     kmeans_iters: int = 20
@@ -69,6 +70,7 @@ class CodecStage:
                 seed=config.data_seed,
                 agent_voice_prob=config.agent_voice_prob,
                 noise_prob=config.noise_prob,
+                timbre_prob=config.timbre_prob,
             )
         )
         self.spectral = MultiScaleSpectralLoss(config.codec.sample_rate)

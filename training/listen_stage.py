@@ -44,6 +44,7 @@ class ListenStageConfig:
     noise_prob: float = 0.35
     talker_prob: float = 0.35
     snr_db: tuple[float, float] = (0.0, 20.0)
+    timbre_prob: float = 0.5  # half the talkers in generated timbres (audio/timbres.py): features that hold on new voices
     data_seed: int = 1
 
 
@@ -66,6 +67,7 @@ class ListenStage:
                 noise_prob=config.noise_prob,
                 talker_prob=config.talker_prob,
                 snr_db=config.snr_db,
+                timbre_prob=config.timbre_prob,
             )
         )
 

@@ -56,6 +56,8 @@ class LSMStageConfig(SpeechLMStageConfig):
     noise_prob: float = 0.15
     stop_ticks: tuple[int, int] = (1, 3)
     snr_db: tuple[float, float] = (5.0, 20.0)
+    timbre_prob: float = 0.5
+    """Chance that the user's voice is a generated timbre (audio/timbres.py) rather than a shipped variant."""
     sentence_pool: int = 4000
     """Sentences the agent speaks, each rendered and encoded once per run and then placed, cut and
     mixed anew in every example: encoding is what makes a batch expensive."""
@@ -125,11 +127,11 @@ class LSMStage(SpeechLMStage):
         if draw < c.interrupt_prob:
             text = COMMANDS[int(rng.integers(len(COMMANDS)))] if rng.random() < 0.5 else training_sentence(
                 c.seed + 1, int(rng.integers(1 << 30)))
-            self._place(user, synthesize(text, random_voice(rng, held_out=False)), onset, level, rng)
+            self._place(user, synthesize(text, random_voice(rng, False, c.timbre_prob)), onset, level, rng)
             return "interruption", onset + int(rng.integers(c.stop_ticks[0], c.stop_ticks[1] + 1))
         if draw < c.interrupt_prob + c.backchannel_prob:
             self._place(user, synthesize(BACKCHANNELS[int(rng.integers(len(BACKCHANNELS)))],
-                                         random_voice(rng, held_out=False)), onset, level, rng)
+                                         random_voice(rng, False, c.timbre_prob)), onset, level, rng)
             return "backchannel", None
         if draw < c.interrupt_prob + c.backchannel_prob + c.noise_prob:
             noise = coloured_noise(rng, len(user))

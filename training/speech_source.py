@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from audio.frames import SAMPLE_RATE
+from audio.timbres import timbre_names
 from audio.tts import Voice, synthesize
 from duplex.domains import (
     AGENT_VOICES,
@@ -40,9 +41,19 @@ so that no model of the stack has heard the voices the dialogue evaluation speak
 TRAIN_SPEEDS, TRAIN_PITCHES = (130, 230), (20, 80)  # wider than the dialogue data's, for robustness
 
 
-def random_voice(rng: np.random.Generator, held_out: bool) -> Voice:
-    """A training voice (wide speed and pitch ranges) or a held-out one (the dialogue data's ranges)."""
-    variants = HELD_OUT_VARIANTS if held_out else TRAIN_VARIANTS
+def random_voice(rng: np.random.Generator, held_out: bool, timbre_prob: float = 0.0) -> Voice:
+    """A training voice (wide speed and pitch ranges) or a held-out one (the dialogue data's ranges).
+
+    With probability timbre_prob a training voice takes one of the generated
+    timbres (audio/timbres.py) instead of one of espeak-ng's forty training
+    variants: many more voices, so that held-out ones are less of a surprise.
+    """
+    if held_out:
+        variants = HELD_OUT_VARIANTS
+    elif timbre_prob > 0 and rng.random() < timbre_prob:
+        variants = timbre_names()
+    else:
+        variants = TRAIN_VARIANTS
     speeds, pitches = (USER_SPEED_RANGE, USER_PITCH_RANGE) if held_out else (TRAIN_SPEEDS, TRAIN_PITCHES)
     return Voice(
         name=ACCENTS[int(rng.integers(len(ACCENTS)))],
@@ -75,6 +86,7 @@ class SpeechSourceConfig:
     agent_voice_prob: float = 0.0  # chance of the agent persona's voice (AGENT_VOICES) instead of a random one
     noise_prob: float = 0.0  # chance of coloured noise mixed in
     talker_prob: float = 0.0  # chance of a second voice mixed in
+    timbre_prob: float = 0.0  # chance that a training voice is a generated timbre (random_voice)
     snr_db: tuple[float, float] = (5.0, 25.0)
     level_dbfs: tuple[float, float] = (-32.0, -16.0)
 
@@ -97,7 +109,7 @@ class SpeechSource:
         if rng.random() < self.config.agent_voice_prob:
             voice = AGENT_VOICES[int(rng.integers(len(AGENT_VOICES)))]
         else:
-            voice = random_voice(rng, self.config.held_out)
+            voice = random_voice(rng, self.config.held_out, self.config.timbre_prob)
         text = held_out_sentence(index) if self.config.held_out else training_sentence(self.config.seed, index)
         speech = synthesize(text, voice)
         out = np.zeros(self.samples, dtype=np.float32)
