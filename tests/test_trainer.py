@@ -63,6 +63,14 @@ def test_resumed_run_equals_uninterrupted_run(uninterrupted, tmp_path):
     assert [r["loss"] for r in second.folder.read_log()] == [r["loss"] for r in uninterrupted.folder.read_log()]
 
 
+def test_batches_made_ahead_in_a_thread_change_nothing(uninterrupted, tmp_path):
+    """The loop makes step s+1's batch while step s trains; the weights are those of making it in turn."""
+    in_turn = Trainer(CodecStage(TINY), TINY_TRAIN, tmp_path, progress=False, prefetch=False)
+    in_turn.run()
+    for name, value in weights(uninterrupted).items():
+        assert torch.equal(value, in_turn.model.state_dict()[name]), name
+
+
 def test_run_folder_holds_log_plot_and_loadable_checkpoint(uninterrupted):
     folder = uninterrupted.folder
     assert folder.plot.stat().st_size > 0

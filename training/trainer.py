@@ -17,6 +17,12 @@ for every stage:
 - torchrun: with WORLD_SIZE > 1 the process group is initialised, the model
   is wrapped in DistributedDataParallel and each rank draws its own batches;
   rank 0 alone writes.
+- Batches are made one step ahead in a background thread (`_Batches`),
+  while the current step computes: making a batch means synthesising speech
+  (an espeak-ng process) and, for the speech LM stages, running the frozen
+  codec and listen encoder, which left the cores half idle between steps.
+  Batches are pure functions of (step, rank) that touch no torch RNG, so
+  this changes no result (tested).
 - A tqdm progress bar, `log.jsonl` (one line per logged step) and `loss.png`.
 - Stopping: SIGTERM or Ctrl-C ends the run after the current step with a
   checkpoint, so a stopped run loses no work (a SIGKILL loses at most
@@ -33,6 +39,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -94,7 +101,10 @@ class Stage(Protocol):
         """The model's config.json content."""
         ...
 
-    def batch(self, step: int, batch_size: int, rank: int, world_size: int) -> Any: ...
+    def batch(self, step: int, batch_size: int, rank: int, world_size: int) -> Any:
+        """Step `step`'s batch: a pure function of its arguments (no torch RNG, no model state), because
+        the loop makes it in a background thread while the step before it trains."""
+        ...
 
     def loss(self, model: nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """Scalar loss to minimise and the figures to log; `model` may be DDP-wrapped."""
@@ -241,7 +251,9 @@ class RunFolder:
 
 
 class Trainer:
-    def __init__(self, stage: Stage, config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True):
+    def __init__(
+        self, stage: Stage, config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True, prefetch: bool = True
+    ):
         self.stage, self.config, self.folder, self.progress = stage, config, RunFolder(run_dir), progress
         self.dist = init_distributed()
         torch.set_num_threads(config.threads)
@@ -255,6 +267,7 @@ class Trainer:
         )
         self.step = 0
         self.seconds = 0.0  # training wall time over all sessions of the run, up to self.step
+        self.prefetch = prefetch
 
     # --- checkpoints ---
 
@@ -292,12 +305,12 @@ class Trainer:
 
     # --- the loop ---
 
-    def train_step(self, step: int) -> dict[str, float]:
+    def train_step(self, step: int, batches: _Batches) -> dict[str, float]:
         cfg, d = self.config, self.dist
         torch.manual_seed(step_seed(cfg.seed, step, d.rank))
         self.model.train()
         self.stage.before_step(self.model, step, cfg.batch_size, d.rank, d.world_size)
-        batch = self.stage.batch(step, cfg.batch_size, d.rank, d.world_size)
+        batch = batches.get(step)
         lr = learning_rate(cfg, step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -318,10 +331,10 @@ class Trainer:
             self.folder.root.mkdir(parents=True, exist_ok=True)
         bar = tqdm(total=cfg.steps, initial=self.step, desc=self.stage.name, disable=not (main and self.progress))
         last_save, saved_step = time.monotonic(), self.step
-        with _StopRequest() as stop:
+        with _Batches(self.stage, cfg.batch_size, self.dist, end, self.prefetch) as batches, _StopRequest() as stop:
             while self.step < end and not stop.agreed(self.dist.world_size, self.dist.device):
                 started = time.monotonic()
-                metrics = self.train_step(self.step)
+                metrics = self.train_step(self.step, batches)
                 self.step += 1
                 self.seconds += time.monotonic() - started
                 bar.update(1)
@@ -343,6 +356,35 @@ class Trainer:
                 print(f"stopped at step {self.step}; checkpoint written, the same command resumes", flush=True)
         if self.dist.world_size > 1:
             dist.barrier()
+
+
+class _Batches:
+    """The run's batches; with `ahead`, step s+1's is made in a background thread while step s trains.
+    A context manager that drops the batch in flight on exit (end of the run, or an error)."""
+
+    def __init__(self, stage: Stage, batch_size: int, dist: Distributed, end: int, ahead: bool):
+        self.stage, self.batch_size, self.dist, self.end = stage, batch_size, dist, end
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-ahead") if ahead else None
+        self.ahead: tuple[int, Future] | None = None
+
+    def _make(self, step: int) -> Any:
+        return self.stage.batch(step, self.batch_size, self.dist.rank, self.dist.world_size)
+
+    def get(self, step: int) -> Any:
+        if self.ahead is not None and self.ahead[0] == step:
+            batch = self.ahead[1].result()
+        else:
+            batch = self._make(step)
+        if self.pool is not None and step + 1 < self.end:
+            self.ahead = (step + 1, self.pool.submit(self._make, step + 1))
+        return batch
+
+    def __enter__(self) -> _Batches:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _StopRequest:
