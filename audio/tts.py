@@ -1,11 +1,12 @@
-"""espeak-ng speech synthesis to 16 kHz float arrays.
+"""Speech synthesis to 16 kHz float arrays: espeak-ng, and Piper for a natural voice.
 
 espeak-ng is a formant synthesiser: cheap, deterministic, with many voices,
 speeds and pitches, which is what synthetic training data and the cascaded
 baseline need. `synthesize` runs the `espeak-ng` program (Debian package),
 which writes a 22.05 kHz WAV to stdout. `speak_words` runs the same engine
 in-process through libespeak-ng (audio/espeak_lib.py), much faster, and times
-every word for alignments.
+every word for alignments. A Voice with engine "piper" speaks through
+audio/piper_tts.py instead (both functions), about 10x real time.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from functools import lru_cache
 import numpy as np
 import soundfile as sf
 
-from audio.espeak_lib import EspeakLibraryError, WordEvent, espeak_library
+from audio.espeak_lib import EspeakLibraryError, RawSynthesis, WordEvent, espeak_library
 from audio.frames import SAMPLE_RATE
+from audio.piper_tts import PIPER_VOICES, PiperError, piper_speaker
 from audio.resample import resample
 from audio.timbres import espeak_data_path, espeak_program, timbre_names
 
@@ -32,12 +34,14 @@ class TTSError(Exception):
 
 @dataclass(frozen=True)
 class Voice:
-    """An espeak-ng voice: language/voice name, optional variant, speed (words per minute), pitch (0-99)."""
+    """A voice: for espeak-ng a language/voice name, optional variant, speed (words per minute) and
+    pitch (0-99); for Piper (engine "piper") a voice of audio/piper_tts.py and a speed (pitch unused)."""
 
     name: str = "en-us"
     variant: str | None = None
     speed: int = 170
     pitch: int = 50
+    engine: str = "espeak"
 
     @property
     def espeak_name(self) -> str:
@@ -94,7 +98,13 @@ def library_voice_name(voice: Voice) -> str:
 
 
 def check_voice(voice: Voice) -> None:
-    """Raise TTSError if espeak-ng does not know this voice or variant."""
+    """Raise TTSError if the engine does not know this voice (or variant)."""
+    if voice.engine == "piper":
+        if voice.name not in PIPER_VOICES or voice.variant is not None:
+            raise TTSError(f"unknown Piper voice {voice.name!r} (known: {', '.join(sorted(PIPER_VOICES))})")
+        return
+    if voice.engine != "espeak":
+        raise TTSError(f"unknown speech engine {voice.engine!r} (known: espeak, piper)")
     names = known_voice_names()
     for part in (voice.name, voice.variant):
         if part is not None and part not in names:
@@ -102,9 +112,12 @@ def check_voice(voice: Voice) -> None:
 
 
 def synthesize(text: str, voice: Voice = Voice(), sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Speak text with espeak-ng; returns mono float32 at sample_rate (empty for empty text)."""
+    """Speak text; returns mono float32 at sample_rate (empty for empty text)."""
     if not text.strip():
         return np.zeros(0, dtype=np.float32)
+    if voice.engine != "espeak":
+        raw = _engine_synthesis(text, voice)
+        return resample(raw.audio.astype(np.float32) / 32768.0, raw.sample_rate, sample_rate)
     cmd = espeak_command("-v", voice.espeak_name, "-s", str(voice.speed), "-p", str(voice.pitch), "--stdout", text)
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0 or not proc.stdout:
@@ -157,10 +170,7 @@ def speak_words(text: str, voice: Voice = Voice(), sample_rate: int = SAMPLE_RAT
     tokens = [(m.start(), m.group()) for m in re.finditer(r"\S+", text)]
     if not tokens:
         return Speech(np.zeros(0, dtype=np.float32), (), sample_rate)
-    try:
-        raw = espeak_library().synthesize(text, library_voice_name(voice), voice.speed, voice.pitch)
-    except EspeakLibraryError as exc:
-        raise TTSError(str(exc)) from None
+    raw = _engine_synthesis(text, voice)
     audio = raw.audio.astype(np.float32) / 32768.0
     token_starts = _token_start_samples(tokens, raw.words, len(raw.audio))
     frame = max(1, round(_ENERGY_FRAME_S * raw.sample_rate))
@@ -180,6 +190,16 @@ def speak_words(text: str, voice: Voice = Voice(), sample_rate: int = SAMPLE_RAT
     out = resample(audio[first:last], raw.sample_rate, sample_rate)
     words = tuple(TimedWord(w, (s - first) / raw.sample_rate, (e - first) / raw.sample_rate) for w, s, e in spans)
     return Speech(out, words, sample_rate)
+
+
+def _engine_synthesis(text: str, voice: Voice) -> RawSynthesis:
+    """Samples and word events from the voice's engine in-process: libespeak-ng, or Piper."""
+    try:
+        if voice.engine == "piper":
+            return piper_speaker(voice.name).synthesize(text, voice.speed)
+        return espeak_library().synthesize(text, library_voice_name(voice), voice.speed, voice.pitch)
+    except (EspeakLibraryError, PiperError) as exc:
+        raise TTSError(str(exc)) from None
 
 
 def _token_start_samples(

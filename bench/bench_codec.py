@@ -22,6 +22,7 @@ import torch
 from step_timing import time_steps
 
 from audio.frames import TICK_MS
+from duplex.domains import AGENT_VOICES, NATURAL_AGENT_VOICE
 from models.codec import Codec, CodecConfig, load_codec
 from models.onnx_export import OnnxStep, export_codec_decoder
 from training.codec_eval import codec_quality, stoi_by_codebooks, stoi_by_voice
@@ -79,8 +80,10 @@ def main() -> None:
                 print(f"streaming decode step, {name}, batch {batch}: median {median:.2f} ms, p99 {p99:.2f} ms per tick")
 
     if trained and args.sentences:
-        for voices, agent_voice in (("held-out voices", False), ("agent voice", True)):
-            q = codec_quality(codec, args.sentences, agent_voice)
+        personas = (("held-out voices", None), ("agent voice", AGENT_VOICES[0]),
+                    ("natural agent voice (Piper joe)", NATURAL_AGENT_VOICE))
+        for voices, voice in personas:
+            q = codec_quality(codec, args.sentences, voice)
             print(f"WER (Whisper small), {q.sentences} held-out sentences, {voices}: original "
                   f"{100 * q.wer_original:.1f}%, resynthesis {100 * q.wer_resynthesis:.1f}%, gap {100 * q.wer_gap:+.1f} points")
             print(f"STOI of resynthesis, {voices}: {q.stoi:.3f}")

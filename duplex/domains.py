@@ -846,6 +846,10 @@ AGENT_VOICES = (Voice("en-us", None, 150, 45),)
 per minute the benches' judge (Whisper base) passes 85% of correct answers, against 76% at 165
 (`bench/bench_domain_hearing.py`; the codec runs of sessions 1-3 used 165)."""
 
+NATURAL_AGENT_VOICE = Voice("joe", engine="piper")
+"""Piper's en_US-joe-medium (audio/piper_tts.py): the natural persona DESIGN.md prefers once the codec
+carries it intelligibly. The codec trains on both personas, and bench/bench_codec.py measures both."""
+
 USER_ACCENTS = ("en-us", "en-gb", "en-gb-x-rp", "en-gb-x-gbclan")
 USER_VOICE_VARIANTS = {
     "train": ("m1", "m2", "m4", "m5", "m7", "m8", "f3", "Annie", "klatt", "klatt2", "klatt3", "rob", "robert",

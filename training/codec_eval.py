@@ -20,7 +20,7 @@ from pystoi import stoi
 from audio.asr import transcribe
 from audio.frames import SAMPLE_RATE
 from audio.tts import Voice, synthesize
-from duplex.domains import AGENT_VOICES, normalize
+from duplex.domains import normalize
 from models.codec import Codec
 from training.speech_source import random_voice
 from training.speech_text import held_out_sentence
@@ -38,16 +38,16 @@ class CodecQuality:
         return self.wer_resynthesis - self.wer_original
 
 
-def held_out_voice(index: int, agent_voice: bool = False) -> Voice:
-    """The voice of held-out example `index`: a held-out voice, or the agent persona's."""
-    return AGENT_VOICES[0] if agent_voice else random_voice(np.random.default_rng([index, 3]), held_out=True)
+def held_out_voice(index: int) -> Voice:
+    """The voice of held-out example `index`: one of the held-out voices."""
+    return random_voice(np.random.default_rng([index, 3]), held_out=True)
 
 
-def held_out_speech(index: int, agent_voice: bool = False) -> tuple[str, np.ndarray]:
-    """(text, audio) of held-out example `index`: a held-out sentence in a held-out voice
-    (or in the agent persona's voice)."""
+def held_out_speech(index: int, voice: Voice | None = None) -> tuple[str, np.ndarray]:
+    """(text, audio) of held-out example `index`: a held-out sentence in a held-out voice, or in `voice`
+    (a persona's)."""
     text = held_out_sentence(index)
-    return text, synthesize(text, held_out_voice(index, agent_voice))
+    return text, synthesize(text, voice or held_out_voice(index))
 
 
 def resynthesize(codec: Codec, audio: np.ndarray) -> np.ndarray:
@@ -84,10 +84,11 @@ def stoi_by_voice(codec: Codec, sentences: int) -> dict[str, float]:
     return {name: float(np.mean(values)) for name, values in sorted(scores.items())}
 
 
-def codec_quality(codec: Codec, sentences: int = 100, agent_voice: bool = False) -> CodecQuality:
+def codec_quality(codec: Codec, sentences: int = 100, voice: Voice | None = None) -> CodecQuality:
+    """Whisper WER of original and resynthesis, and STOI, on held-out sentences in held-out voices or `voice`."""
     references, originals, resyntheses, scores = [], [], [], []
     for i in range(sentences):
-        text, audio = held_out_speech(i, agent_voice)
+        text, audio = held_out_speech(i, voice)
         resynthesis = resynthesize(codec, audio)
         references.append(" ".join(normalize(text)))
         originals.append(" ".join(normalize(transcribe(audio)[0])))

@@ -46,6 +46,7 @@ class CodecStageConfig:
     codec: CodecConfig = field(default_factory=CodecConfig)
     seconds: float = 1.28
     agent_voice_prob: float = 0.25  # the persona the codec mostly carries
+    natural_prob: float = 0.0  # the natural persona (Piper joe), so that both candidates can be measured
     noise_prob: float = 0.0
     timbre_prob: float = 0.0  # generated timbres (audio/timbres.py); 0 in the runs so far, which it would change on resume
     autoencoder_steps: int = 1000
@@ -71,6 +72,7 @@ class CodecStage:
                 agent_voice_prob=config.agent_voice_prob,
                 noise_prob=config.noise_prob,
                 timbre_prob=config.timbre_prob,
+                natural_prob=config.natural_prob,
             )
         )
         self.spectral = MultiScaleSpectralLoss(config.codec.sample_rate)
@@ -175,7 +177,8 @@ PRESETS: dict[str, tuple[CodecStageConfig, TrainConfig]] = {
         TrainConfig(steps=6_000, batch_size=8, lr=3e-4, lr_warmup_steps=200, log_every=10, checkpoint_minutes=5),
     ),
     "25hz": (
-        CodecStageConfig(codec=CodecConfig(ratios=(8, 5, 4, 4), n_q=6, decoder="vocos")),
+        # one example in five in each persona (the natural one is drawn first): both can be measured
+        CodecStageConfig(codec=CodecConfig(ratios=(8, 5, 4, 4), n_q=6, decoder="vocos"), natural_prob=0.2),
         TrainConfig(steps=30_000, batch_size=8, lr=1e-3, lr_warmup_steps=200, log_every=10, checkpoint_minutes=5),
     ),
     "tiny": (TINY, TrainConfig(steps=4, batch_size=2, lr_warmup_steps=1, log_every=1)),

@@ -26,6 +26,7 @@ from audio.timbres import timbre_names
 from audio.tts import Voice, synthesize
 from duplex.domains import (
     AGENT_VOICES,
+    NATURAL_AGENT_VOICE,
     USER_ACCENTS,
     USER_PITCH_RANGE,
     USER_SPEED_RANGE,
@@ -87,6 +88,8 @@ class SpeechSourceConfig:
     noise_prob: float = 0.0  # chance of coloured noise mixed in
     talker_prob: float = 0.0  # chance of a second voice mixed in
     timbre_prob: float = 0.0  # chance that a training voice is a generated timbre (random_voice)
+    natural_prob: float = 0.0  # chance of the natural persona (NATURAL_AGENT_VOICE, Piper) saying a pooled sentence
+    natural_pool: int = 2000  # sentences the natural persona says: Piper is slow, so each is rendered once
     snr_db: tuple[float, float] = (5.0, 25.0)
     level_dbfs: tuple[float, float] = (-32.0, -16.0)
 
@@ -103,15 +106,19 @@ class SpeechSource:
     def __init__(self, config: SpeechSourceConfig = SpeechSourceConfig()):
         self.config = config
         self.samples = int(round(config.seconds * SAMPLE_RATE))
+        self._natural_cache: dict[int, np.ndarray] = {}
 
     def _speech(self, rng: np.random.Generator, index: int) -> np.ndarray:
         """A random crop (or zero-padded placement) of one sentence, at a random level."""
-        if rng.random() < self.config.agent_voice_prob:
-            voice = AGENT_VOICES[int(rng.integers(len(AGENT_VOICES)))]
+        if self.config.natural_prob > 0 and rng.random() < self.config.natural_prob:
+            speech = self._natural(int(rng.integers(self.config.natural_pool)))
         else:
-            voice = random_voice(rng, self.config.held_out, self.config.timbre_prob)
-        text = held_out_sentence(index) if self.config.held_out else training_sentence(self.config.seed, index)
-        speech = synthesize(text, voice)
+            if rng.random() < self.config.agent_voice_prob:
+                voice = AGENT_VOICES[int(rng.integers(len(AGENT_VOICES)))]
+            else:
+                voice = random_voice(rng, self.config.held_out, self.config.timbre_prob)
+            text = held_out_sentence(index) if self.config.held_out else training_sentence(self.config.seed, index)
+            speech = synthesize(text, voice)
         out = np.zeros(self.samples, dtype=np.float32)
         if len(speech) >= self.samples:
             start = int(rng.integers(0, len(speech) - self.samples + 1))
@@ -122,6 +129,13 @@ class SpeechSource:
         level = 10 ** (rng.uniform(*self.config.level_dbfs) / 20)
         out *= level / _rms(out)
         return out * min(1.0, 0.99 / (np.abs(out).max() + 1e-9))
+
+    def _natural(self, sentence: int) -> np.ndarray:
+        """Pooled sentence `sentence` in the natural persona's voice, rendered once per process."""
+        if sentence not in self._natural_cache:
+            text = held_out_sentence(sentence) if self.config.held_out else training_sentence(self.config.seed, sentence)
+            self._natural_cache[sentence] = synthesize(text, NATURAL_AGENT_VOICE)
+        return self._natural_cache[sentence]
 
     def example(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(clean, mixed) for example `index` of this stream."""
