@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audio.cache import CACHE_ROOT
 from audio.frames import SAMPLE_RATE
 
 
@@ -51,7 +52,7 @@ def model_dir(name: str = "small") -> str:
     raise ASRError(f"unknown packaged Whisper model {name!r} (known: {', '.join(MODELS)})")
 
 
-BASE_CACHE = Path("~/.cache/duplex/whisper-base").expanduser()
+BASE_CACHE = CACHE_ROOT / "whisper-base"
 
 
 def _assembled_base() -> str:

@@ -34,10 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
+from audio.cache import CACHE_ROOT
+
 TIMBRE_COUNT = 100
 TIMBRE_PREFIX = "timbre"
 _SEED = 0x7153  # fixed: a timbre's name always means the same voice
-CACHE_ROOT = Path(os.environ.get("DUPLEX_CACHE", "~/.cache/duplex")).expanduser()
 
 
 def timbre_names() -> tuple[str, ...]:

@@ -108,6 +108,9 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys):
     assert main(["data", "generate", "--out", str(tmp_path / "v"), "--hours", "0.01", "--agent-voice", "en-us+nope",
                  "--no-progress"]) == 1
     assert "unknown espeak-ng voice" in capsys.readouterr().err
+    assert main(["data", "generate", "--out", str(tmp_path / "p"), "--hours", "0.01", "--agent-voice", "piper:amy",
+                 "--no-progress"]) == 1
+    assert "unknown Piper voice" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["data", "generate", "--out", str(tmp_path / "s"), "--shard", "2/2"])
     assert "bad shard" in capsys.readouterr().err

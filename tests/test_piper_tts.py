@@ -1,10 +1,13 @@
-"""The natural voice (Piper joe): deterministic, timed word by word like espeak-ng, usable as training speech."""
+"""The natural voice (Piper joe): deterministic, timed word by word like espeak-ng, cached on disk,
+usable as training speech."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+import audio.speech_cache
+from audio.speech_cache import cached_speak_words
 from audio.tts import TTSError, Voice, check_voice, speak_words, synthesize
 from duplex.domains import NATURAL_AGENT_VOICE
 from training.speech_source import SpeechSource, SpeechSourceConfig
@@ -50,9 +53,36 @@ def test_unknown_piper_voice_or_engine_is_one_clear_error():
         speak_words("hello", Voice("amy", engine="piper"))
 
 
-def test_speech_source_draws_pooled_sentences_in_the_natural_voice_reproducibly():
+@pytest.fixture
+def speech_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(audio.speech_cache, "CACHE_ROOT", tmp_path)
+    return tmp_path
+
+
+def test_speech_source_draws_pooled_sentences_in_the_natural_voice_reproducibly(speech_cache):
     config = SpeechSourceConfig(seconds=0.5, natural_prob=1.0, natural_pool=3)
-    first, again = SpeechSource(config), SpeechSource(config)
-    batch = first.batch(0, 4)
-    assert np.array_equal(batch.clean.numpy(), again.batch(0, 4).clean.numpy())
-    assert len(first._natural_cache) <= 3 and float(batch.clean.abs().max()) > 0
+    batch = SpeechSource(config).batch(0, 4)
+    assert np.array_equal(batch.clean.numpy(), SpeechSource(config).batch(0, 4).clean.numpy())
+    assert float(batch.clean.abs().max()) > 0
+    assert 1 <= len(list(speech_cache.rglob("*.npz"))) <= 3  # the pool, rendered once
+
+
+def test_cached_speech_is_what_rendering_gives_and_is_read_back(speech_cache, monkeypatch):
+    text = "Paris is the capital of France."
+    first = cached_speak_words(text, NATURAL_AGENT_VOICE)
+    fresh = speak_words(text, NATURAL_AGENT_VOICE)
+    assert np.array_equal(first.audio, fresh.audio) and first.words == fresh.words
+
+    def no_rendering(*args):
+        raise AssertionError("rendered again")
+
+    monkeypatch.setattr(audio.speech_cache, "speak_words", no_rendering)
+    again = cached_speak_words(text, NATURAL_AGENT_VOICE)
+    assert np.array_equal(again.audio, first.audio) and again.words == first.words
+    assert again.sample_rate == first.sample_rate
+    assert len(list(speech_cache.rglob("*.npz"))) == 1 and not list(speech_cache.rglob("*.tmp*"))
+
+
+def test_espeak_voices_are_not_cached(speech_cache):
+    cached_speak_words("Paris is the capital of France.", Voice("en-us"))
+    assert not list(speech_cache.rglob("*"))

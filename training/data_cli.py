@@ -32,7 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--seed", type=int, default=None, help="dataset seed (default 0, or the recipe's)")
     gen.add_argument("--dialogue-seconds", type=float, default=None, help="length each dialogue fills (default 60)")
     gen.add_argument("--agent-voice", action="append", metavar="NAME[+VARIANT]",
-                     help="espeak-ng voice of the agent persona (repeat for several; default en-us)")
+                     help="espeak-ng voice of the agent persona (repeat for several; default en-us), or "
+                          "piper:joe for the natural Piper voice")
     gen.add_argument("--recipe", type=Path, metavar="FILE.json",
                      help="JSON overriding recipe defaults (timeline, noise, ...; see docs/data.md)")
     gen.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
@@ -61,7 +62,9 @@ def _shard(text: str) -> Shard:
 
 
 def _voice(spec: str) -> Voice:
-    """NAME[+VARIANT] at the default persona's speed and pitch."""
+    """piper:NAME, or an espeak-ng NAME[+VARIANT] at the default persona's speed and pitch."""
+    if spec.startswith("piper:"):
+        return Voice(spec.removeprefix("piper:"), engine="piper")
     name, _, variant = spec.partition("+")
     return replace(AGENT_VOICES[0], name=name, variant=variant or None)
 

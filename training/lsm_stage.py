@@ -36,7 +36,8 @@ import numpy as np
 import torch
 
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
-from audio.tts import speak_words, synthesize
+from audio.speech_cache import cached_speak_words
+from audio.tts import synthesize
 from duplex.domains import AGENT_VOICES
 from training.speech_lm_stage import Example, SpeechLMStage, SpeechLMStageConfig
 from training.speech_source import coloured_noise, random_voice
@@ -109,7 +110,7 @@ class LSMStage(SpeechLMStage):
     def _utterance(self, sentence: int) -> _Utterance:
         """Sentence `sentence` of the pool, spoken by the agent and encoded once (the expensive part)."""
         if sentence not in self._utterances:
-            speech = speak_words(training_sentence(self.config.seed, sentence), AGENT_VOICES[0])
+            speech = cached_speak_words(training_sentence(self.config.seed, sentence), AGENT_VOICES[0])
             pad = (self.lm_config.acoustic_delay + 2) * TICK_SAMPLES
             audio = np.concatenate([np.zeros(TICK_SAMPLES, np.float32), speech.audio, np.zeros(pad, np.float32)])
             codes = self.batches.codec.encode_ticks(torch.from_numpy(audio[None]))[0]

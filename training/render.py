@@ -19,7 +19,8 @@ from functools import lru_cache
 import numpy as np
 
 from audio.frames import SAMPLE_RATE
-from audio.tts import Speech, TimedWord, Voice, speak_words
+from audio.speech_cache import cached_speak_words
+from audio.tts import Speech, TimedWord, Voice
 from duplex.domains import AGENT_VOICES, SPLITS, sample_user_voice
 from training.timeline import AGENT, Timeline, TimelineParams, build_timeline
 
@@ -79,11 +80,12 @@ def _agent_speech(text: str, voice: Voice) -> Speech:
 
 
 def speak(text: str, voice: Voice) -> Speech:
-    """speak_words, with the few words espeak-ng would spell out said through their phonemes."""
+    """speak_words (from the disk cache for slow voices), with the few words espeak-ng would spell out
+    said through their phonemes."""
     spoken = SPOKEN_FORMS.get(text)
     if spoken is None:
-        return speak_words(text, voice)
-    speech = speak_words(spoken, voice)
+        return cached_speak_words(text, voice)
+    speech = cached_speak_words(spoken, voice)
     return Speech(speech.audio, (TimedWord(text, 0.0, speech.duration),), speech.sample_rate)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from audio.frames import SAMPLE_RATE
+from audio.speech_cache import cached_speak_words
 from audio.timbres import timbre_names
 from audio.tts import Voice, synthesize
 from duplex.domains import (
@@ -89,7 +90,7 @@ class SpeechSourceConfig:
     talker_prob: float = 0.0  # chance of a second voice mixed in
     timbre_prob: float = 0.0  # chance that a training voice is a generated timbre (random_voice)
     natural_prob: float = 0.0  # chance of the natural persona (NATURAL_AGENT_VOICE, Piper) saying a pooled sentence
-    natural_pool: int = 2000  # sentences the natural persona says: Piper is slow, so each is rendered once
+    natural_pool: int = 2000  # sentences the natural persona says: Piper is slow, so each is rendered once (disk cache)
     snr_db: tuple[float, float] = (5.0, 25.0)
     level_dbfs: tuple[float, float] = (-32.0, -16.0)
 
@@ -106,7 +107,6 @@ class SpeechSource:
     def __init__(self, config: SpeechSourceConfig = SpeechSourceConfig()):
         self.config = config
         self.samples = int(round(config.seconds * SAMPLE_RATE))
-        self._natural_cache: dict[int, np.ndarray] = {}
 
     def _speech(self, rng: np.random.Generator, index: int) -> np.ndarray:
         """A random crop (or zero-padded placement) of one sentence, at a random level."""
@@ -131,11 +131,9 @@ class SpeechSource:
         return out * min(1.0, 0.99 / (np.abs(out).max() + 1e-9))
 
     def _natural(self, sentence: int) -> np.ndarray:
-        """Pooled sentence `sentence` in the natural persona's voice, rendered once per process."""
-        if sentence not in self._natural_cache:
-            text = held_out_sentence(sentence) if self.config.held_out else training_sentence(self.config.seed, sentence)
-            self._natural_cache[sentence] = synthesize(text, NATURAL_AGENT_VOICE)
-        return self._natural_cache[sentence]
+        """Pooled sentence `sentence` in the natural persona's voice, rendered once per machine (disk cache)."""
+        text = held_out_sentence(sentence) if self.config.held_out else training_sentence(self.config.seed, sentence)
+        return cached_speak_words(text, NATURAL_AGENT_VOICE).audio
 
     def example(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """(clean, mixed) for example `index` of this stream."""
