@@ -72,11 +72,17 @@ class PiperSpeaker:
         self._lock = threading.Lock()  # one synthesis at a time per session
 
     def synthesize(self, text: str, speed: int = NATURAL_SPEED) -> RawSynthesis:
-        """Speak text; int16-range samples at the voice's rate, with a word event per text token it could place."""
+        """Speak text; int16-range samples at the voice's rate, with a word event per text token it could place.
+
+        Text written as [[...]] is IPA, spoken as written (how the project says
+        "mm-hmm", which the phonemizer would spell out letter by letter).
+        """
         from piper import SynthesisConfig
 
         config = SynthesisConfig(length_scale=NATURAL_SPEED / speed, noise_scale=0.0, noise_w_scale=0.0,
                                  normalize_audio=False)
+        if text.startswith("[[") and text.endswith("]]"):
+            return self._say_phonemes(list(text[2:-2]), config)
         pieces, starts = [], []  # audio per sentence; sample where each phoneme word starts
         offset = 0
         with self._lock:
@@ -95,9 +101,15 @@ class PiperSpeaker:
             offset += len(chunk.audio_float_array)
             pieces.append(chunk.audio_float_array)
         audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-        peak = float(np.abs(audio).max()) if len(audio) else 0.0
-        audio = audio * (0.7 / peak if peak > 0 else 1.0) * 32767.0
-        return RawSynthesis(audio.astype(np.float32), self.sample_rate, self._word_events(text, starts), [])
+        return RawSynthesis(_int16_range(audio), self.sample_rate, self._word_events(text, starts), [])
+
+    def _say_phonemes(self, phonemes: list[str], config) -> RawSynthesis:
+        unknown = sorted(set(phonemes) - set(self.voice.config.phoneme_id_map))
+        if unknown:
+            raise PiperError(f"Piper voice has no phonemes {' '.join(unknown)}")
+        with self._lock:
+            audio = self.voice.phoneme_ids_to_audio(self.voice.phonemes_to_ids(phonemes), config)
+        return RawSynthesis(_int16_range(np.asarray(audio, np.float32)), self.sample_rate, [WordEvent(0, 0)], [])
 
     def _word_events(self, text: str, starts: list[int]) -> list[WordEvent]:
         """One event per text token whose phoneme words can be counted; tokens the phonemizer splits or
@@ -112,6 +124,12 @@ class PiperSpeaker:
                 events.append(WordEvent(char_index, starts[word]))
             word += count
         return events
+
+
+def _int16_range(audio: np.ndarray) -> np.ndarray:
+    """Peak at 0.7 of full scale, in int16 units as libespeak-ng gives them (levels are set later anyway)."""
+    peak = float(np.abs(audio).max()) if len(audio) else 0.0
+    return (audio * (0.7 / peak if peak > 0 else 1.0) * 32767.0).astype(np.float32)
 
 
 def _word_count(phonemes: list[str]) -> int:

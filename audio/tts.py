@@ -28,6 +28,11 @@ from audio.resample import resample
 from audio.timbres import espeak_data_path, espeak_program, timbre_names
 
 
+SPOKEN_FORMS = {"mm-hmm": {"espeak": "[[m@m'h@m]]", "piper": "[[məmˈhəm]]"}}
+"""Written words the engines would read letter by letter ("em em hum"), and the phonemes that make them
+say them as people do (espeak-ng's ASCII phoneme names; IPA for Piper): the same sounds in both."""
+
+
 class TTSError(Exception):
     """Synthesis failed; the message is one line meant for the user."""
 
@@ -115,6 +120,7 @@ def synthesize(text: str, voice: Voice = Voice(), sample_rate: int = SAMPLE_RATE
     """Speak text; returns mono float32 at sample_rate (empty for empty text)."""
     if not text.strip():
         return np.zeros(0, dtype=np.float32)
+    text = SPOKEN_FORMS.get(text, {}).get(voice.engine, text)
     if voice.engine != "espeak":
         raw = _engine_synthesis(text, voice)
         return resample(raw.audio.astype(np.float32) / 32768.0, raw.sample_rate, sample_rate)
@@ -164,9 +170,13 @@ def speak_words(text: str, voice: Voice = Voice(), sample_rate: int = SAMPLE_RAT
     holds the pause after it (commas, sentence ends). Trimming each span to the
     frames above a silence floor gives onsets and offsets to the 5 ms frame.
     Words are the whitespace-separated tokens of text, punctuation kept, as
-    moshi-finetune's alignments write them.
+    moshi-finetune's alignments write them; a text in SPOKEN_FORMS is one word.
     """
     check_voice(voice)
+    spoken = SPOKEN_FORMS.get(text, {}).get(voice.engine)
+    if spoken is not None:
+        speech = speak_words(spoken, voice, sample_rate)
+        return Speech(speech.audio, (TimedWord(text, 0.0, speech.duration),), sample_rate)
     tokens = [(m.start(), m.group()) for m in re.finditer(r"\S+", text)]
     if not tokens:
         return Speech(np.zeros(0, dtype=np.float32), (), sample_rate)

@@ -26,8 +26,8 @@ import numpy as np
 from audio.tts import Voice, synthesize
 from audio.vad import SpeechGate, StreamingVAD
 from duplex.agent import AgentState, PerSessionAgent
+from duplex.domains import BACKCHANNELS, sample_exchange
 
-BACKCHANNELS = ("mm-hmm", "yeah", "right", "okay")
 END_OF_ANSWER_S = 0.4
 
 
@@ -181,8 +181,6 @@ SCRIPT_DOMAINS = ("arithmetic", "capitals", "counting", "smalltalk", "repeat")
 def domain_scripts(n: int, seed: int, split: str = "test", lines: int = 4) -> list[list[ScriptLine]]:
     """n scripts of in-domain questions (duplex/domains.py) with the user behaviours mixed in:
     a mid-question pause in some lines, a backchannel or a barge-in during long answers."""
-    from duplex.domains import sample_exchange
-
     scripts = []
     for i in range(n):
         rng = np.random.default_rng([seed, i])

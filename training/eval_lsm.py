@@ -32,14 +32,13 @@ from audio.asr import transcribe
 from audio.frames import SAMPLE_RATE
 from audio.tts import Voice, synthesize
 from duplex.agent import Agent
-from duplex.domains import AGENT_VOICES, normalize
+from duplex.domains import AGENT_VOICES, BACKCHANNELS, normalize
 from duplex.metrics import AGENT, channel_ipus
 from duplex.respond import respond_audio
 from training.speech_source import coloured_noise, random_voice
 from training.speech_text import held_out_sentence
 
 COMMANDS = ("stop", "wait", "hold on", "wait a moment")
-BACKCHANNELS = ("mm-hmm", "yeah", "right", "okay")
 STOP_WINDOW_S = 1.0
 ONSET_AFTER_S = 1.0
 KINDS = ("interruption", "interruption_noisy", "backchannel", "noise")

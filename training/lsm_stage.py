@@ -38,14 +38,13 @@ import torch
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from audio.speech_cache import cached_speak_words
 from audio.tts import synthesize
-from duplex.domains import AGENT_VOICES
+from duplex.domains import AGENT_VOICES, BACKCHANNELS
 from training.speech_lm_stage import Example, SpeechLMStage, SpeechLMStageConfig
 from training.speech_source import coloured_noise, random_voice
 from training.speech_text import training_sentence
 from training.trainer import TrainConfig
 
 COMMANDS = ("stop", "wait", "hold on", "stop please", "wait a second", "sorry, hold on")
-BACKCHANNELS = ("mm-hmm", "yeah", "right", "okay", "uh-huh")
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,9 @@ import numpy as np
 
 from audio.frames import SAMPLE_RATE
 from audio.speech_cache import cached_speak_words
-from audio.tts import Speech, TimedWord, Voice
+from audio.tts import Speech, Voice, speak_words
 from duplex.domains import AGENT_VOICES, SPLITS, sample_user_voice
 from training.timeline import AGENT, Timeline, TimelineParams, build_timeline
-
-SPOKEN_FORMS = {"mm-hmm": "[[m@m'h@m]]"}
-"""Written words espeak-ng reads letter by letter, and the phonemes that make it say them as people do."""
 
 _CUT_FADE_S = 0.01
 """A speaker cut off by a barge-in fades out over 10 ms instead of clicking."""
@@ -75,18 +72,9 @@ def dialogue_split(seed: int, index: int, fractions: tuple[float, float, float])
 
 @lru_cache(maxsize=256)
 def _agent_speech(text: str, voice: Voice) -> Speech:
-    """The agent says the same answers over and over: each is synthesised once per process."""
-    return speak(text, voice)
-
-
-def speak(text: str, voice: Voice) -> Speech:
-    """speak_words (from the disk cache for slow voices), with the few words espeak-ng would spell out
-    said through their phonemes."""
-    spoken = SPOKEN_FORMS.get(text)
-    if spoken is None:
-        return cached_speak_words(text, voice)
-    speech = cached_speak_words(spoken, voice)
-    return Speech(speech.audio, (TimedWord(text, 0.0, speech.duration),), speech.sample_rate)
+    """The agent says the same answers over and over: each is synthesised once per process (and, for slow
+    voices, once per machine: audio/speech_cache.py)."""
+    return cached_speak_words(text, voice)
 
 
 def render_dialogue(index: int, config: RenderConfig) -> RenderedDialogue:
@@ -98,7 +86,7 @@ def render_dialogue(index: int, config: RenderConfig) -> RenderedDialogue:
     user_voice = sample_user_voice(voice_rng, split)
 
     def speak_as(text: str, speaker: str) -> Speech:
-        return _agent_speech(text, agent_voice) if speaker == AGENT else speak(text, user_voice)
+        return _agent_speech(text, agent_voice) if speaker == AGENT else speak_words(text, user_voice)
 
     timeline = build_timeline(timeline_rng, split, speak_as, config.dialogue_s, config.timeline)
     audio = mix(timeline)
