@@ -69,7 +69,7 @@ class PiperSpeaker:
         config = PiperConfig.from_dict(json.loads(package.config_path().read_text()))
         self.voice = PiperVoice(session=session, config=config)
         self.sample_rate = config.sample_rate
-        self._lock = threading.Lock()  # one synthesis at a time per session
+        self._lock = threading.Lock()
 
     def synthesize(self, text: str, speed: int = NATURAL_SPEED) -> RawSynthesis:
         """Speak text; int16-range samples at the voice's rate, with a word event per text token it could place.
@@ -81,13 +81,15 @@ class PiperSpeaker:
 
         config = SynthesisConfig(length_scale=NATURAL_SPEED / speed, noise_scale=0.0, noise_w_scale=0.0,
                                  normalize_audio=False)
-        if text.startswith("[[") and text.endswith("]]"):
-            return self._say_phonemes(list(text[2:-2]), config)
+        with self._lock:  # piper's phonemizer and session are shared state
+            if text.startswith("[[") and text.endswith("]]"):
+                return self._say_phonemes(list(text[2:-2]), config)
+            return self._say_text(text, config)
+
+    def _say_text(self, text: str, config) -> RawSynthesis:
         pieces, starts = [], []  # audio per sentence; sample where each phoneme word starts
         offset = 0
-        with self._lock:
-            chunks = list(self.voice.synthesize(text, syn_config=config, include_alignments=True))
-        for chunk in chunks:
+        for chunk in self.voice.synthesize(text, syn_config=config, include_alignments=True):
             if chunk.phoneme_alignments is None:
                 raise PiperError(f"Piper gave no phoneme timing for {text[:40]!r}")
             position, in_word = offset, False
@@ -107,8 +109,7 @@ class PiperSpeaker:
         unknown = sorted(set(phonemes) - set(self.voice.config.phoneme_id_map))
         if unknown:
             raise PiperError(f"Piper voice has no phonemes {' '.join(unknown)}")
-        with self._lock:
-            audio = self.voice.phoneme_ids_to_audio(self.voice.phonemes_to_ids(phonemes), config)
+        audio = self.voice.phoneme_ids_to_audio(self.voice.phonemes_to_ids(phonemes), config)
         return RawSynthesis(_int16_range(np.asarray(audio, np.float32)), self.sample_rate, [WordEvent(0, 0)], [])
 
     def _word_events(self, text: str, starts: list[int]) -> list[WordEvent]:
@@ -134,7 +135,7 @@ def _int16_range(audio: np.ndarray) -> np.ndarray:
 
 def _word_count(phonemes: list[str]) -> int:
     """Phoneme words in a phonemized sentence: runs of phonemes between spaces."""
-    return len("".join("|" if p == " " else "x" for p in phonemes).replace("|", " ").split())
+    return sum(1 for i, p in enumerate(phonemes) if p != " " and (i == 0 or phonemes[i - 1] == " "))
 
 
 @lru_cache(maxsize=None)
