@@ -8,8 +8,9 @@ it renders as a small .npz under the cache folder (DESIGN.md: render each
 distinct agent utterance once and cache it): data generation workers,
 shards and later runs all read it back. Piper is deterministic here
 (audio/piper_tts.py), so a cached utterance is exactly what rendering it
-again would give. espeak-ng voices are rendered directly: for them the disk
-is no faster.
+again would give. espeak-ng voices are rendered directly unless the caller
+asks to keep them: for them the disk is no faster, but it is steadier
+(libespeak-ng carries a little state from one synthesis to the next).
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ CACHE_VERSION = 1
 """Bumped whenever rendering changes, so that stale files are never read."""
 
 
-def cached_speak_words(text: str, voice: Voice) -> Speech:
-    """speak_words(text, voice), read from the disk cache for slow (Piper) voices."""
-    if voice.engine != "piper":
+def cached_speak_words(text: str, voice: Voice, keep: bool | None = None) -> Speech:
+    """speak_words(text, voice), read from the disk cache if it was kept before; kept for slow (Piper)
+    voices, or for any voice with keep=True (see the lsm stage: libespeak-ng's output depends a little on
+    what the process said before, and a kept rendering is the same in every later process)."""
+    if not (voice.engine == "piper" if keep is None else keep):
         return speak_words(text, voice)
     path = _path(text, voice)
     if path.is_file():

@@ -33,6 +33,16 @@ def place(length_s: float, *parts: tuple[float, np.ndarray]) -> np.ndarray:
     return out
 
 
+@pytest.fixture(scope="session", autouse=True)
+def speech_cache_in_tmp(tmp_path_factory):
+    """Speech kept on disk (audio/speech_cache.py) goes to a folder of this test session, not the user's cache."""
+    import audio.speech_cache
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(audio.speech_cache, "CACHE_ROOT", tmp_path_factory.mktemp("cache"))
+        yield
+
+
 @pytest.fixture(scope="session")
 def speech():
     """A few cached utterances: name -> trimmed 16 kHz audio."""

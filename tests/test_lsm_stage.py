@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from audio.frames import TICK_SAMPLES
+from audio.tts import Voice, speak_words
 from duplex.agents import load_agent
 from models.text_tokenizer import PAD
 from tests.conftest import TINY_LM
@@ -37,6 +38,15 @@ def test_examples_are_deterministic_and_text_leads_the_speech(parts):
     # tokens start text_lead + 1 + d ticks before the audio they announce (within a tick of rounding)
     assert first_voice - first_token == pytest.approx(2 + 1 + 1, abs=1)
     assert not a.user.any()
+
+
+def test_a_later_process_sees_the_same_sentence_pool(parts):
+    """libespeak-ng renders a sentence a little differently after other sentences; the pool is kept on disk,
+    so a resumed run (a new stage, the library having said other things since) reads what was rendered."""
+    first = stage(parts).example(5)
+    speak_words("Something else entirely, to move the library's state on.", Voice("en-us", "m3", 180, 60))
+    again = stage(parts).example(5)
+    assert torch.equal(first.agent_codes, again.agent_codes) and first.words == again.words
 
 
 def test_interruptions_silence_the_target_and_backchannels_do_not(parts):

@@ -109,7 +109,9 @@ class LSMStage(SpeechLMStage):
     def _utterance(self, sentence: int) -> _Utterance:
         """Sentence `sentence` of the pool, spoken by the agent and encoded once (the expensive part)."""
         if sentence not in self._utterances:
-            speech = cached_speak_words(training_sentence(self.config.seed, sentence), AGENT_VOICES[0])
+            # kept on disk whatever the voice: libespeak-ng renders a sentence slightly differently after other
+            # sentences, so a resumed run must read the pool the first process rendered, not render it anew
+            speech = cached_speak_words(training_sentence(self.config.seed, sentence), AGENT_VOICES[0], keep=True)
             pad = (self.lm_config.acoustic_delay + 2) * TICK_SAMPLES
             audio = np.concatenate([np.zeros(TICK_SAMPLES, np.float32), speech.audio, np.zeros(pad, np.float32)])
             codes = self.batches.codec.encode_ticks(torch.from_numpy(audio[None]))[0]
