@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -125,6 +127,17 @@ def test_pretraining_reduces_the_loss(tmp_path):
     losses = [row["loss"] for row in trainer.folder.read_log()]
     assert losses[-1] < 0.85 * losses[0]
     assert load_listen_encoder(trainer.folder.latest()).config == TINY_ENCODER
+
+
+@torch.no_grad()
+def test_twin_examples_make_another_voice_the_target(encoder):
+    """With twins the objective predicts the other voice's frames: the loss is the one against that target."""
+    stage = ListenStage(dataclasses.replace(TINY, twin_prob=1.0, noise_prob=0.0, talker_prob=0.0))
+    batch = stage.batch(0, 2, 0, 1)
+    assert not torch.equal(batch.target, batch.clean) and torch.equal(batch.mixed, batch.clean)
+    loss, _ = stage.loss(encoder, batch, 0)
+    own = dataclasses.replace(batch, target=batch.clean)
+    assert torch.isfinite(loss) and float(loss) != pytest.approx(float(stage.loss(encoder, own, 0)[0]))
 
 
 @torch.no_grad()

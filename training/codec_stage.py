@@ -143,7 +143,7 @@ class CodecStage:
     def on_checkpoint(self, model: nn.Module, folder: Path, step: int) -> None:
         """Write original | resynthesis of one held-out example to <run>/samples/step-N.wav."""
         held = SpeechSource(SpeechSourceConfig(seconds=4.0, held_out=True))
-        clean, _ = held.example(0)
+        clean, _, _ = held.example(0)
         model.eval()
         with torch.no_grad():
             wav = torch.from_numpy(clean)[None].to(next(model.parameters()).device)

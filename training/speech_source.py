@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from audio.align import warp_onto
 from audio.frames import SAMPLE_RATE
 from audio.speech_cache import cached_speak_words
 from audio.timbres import timbre_names
@@ -91,16 +92,19 @@ class SpeechSourceConfig:
     timbre_prob: float = 0.0  # chance that a training voice is a generated timbre (random_voice)
     natural_prob: float = 0.0  # chance of the natural persona (NATURAL_AGENT_VOICE, Piper) saying a pooled sentence
     natural_pool: int = 2000  # sentences the natural persona says: Piper is slow, so each is rendered once (disk cache)
+    twin_prob: float = 0.0  # chance that the talker's sentence also comes in a second voice, aligned to it (`target`)
     snr_db: tuple[float, float] = (5.0, 25.0)
     level_dbfs: tuple[float, float] = (-32.0, -16.0)
 
 
 @dataclass
 class SpeechBatch:
-    """clean: the main talker alone; mixed: what a microphone would hear (equal to clean without interference)."""
+    """clean: the main talker alone; mixed: what a microphone would hear (equal to clean without interference);
+    target: the main talker's words in another voice, on its timeline, where a twin was drawn (else clean)."""
 
     clean: torch.Tensor  # (B, samples)
     mixed: torch.Tensor  # (B, samples)
+    target: torch.Tensor  # (B, samples)
 
 
 class SpeechSource:
@@ -108,47 +112,65 @@ class SpeechSource:
         self.config = config
         self.samples = int(round(config.seconds * SAMPLE_RATE))
 
-    def _speech(self, rng: np.random.Generator, index: int) -> np.ndarray:
-        """A random crop (or zero-padded placement) of one sentence, at a random level."""
-        if self.config.natural_prob > 0 and rng.random() < self.config.natural_prob:
-            speech = self._natural(int(rng.integers(self.config.natural_pool)))
+    def _speech(self, rng: np.random.Generator, index: int, twin: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """A random crop (or zero-padded placement) of one sentence at a random level, and its target: with
+        `twin`, the same crop of the sentence said by a second voice and warped onto the first's timeline
+        (audio/align.py); otherwise the crop itself.
+
+        Why twins: the listen encoder's objective predicts the talker's coming
+        log-mel frames, timbre included; predicting another voice's frames of
+        the same words rewards features that carry what is said rather than
+        who says it (the idea of ContentVec), which is what a probe trained on
+        some voices and tested on others can read.
+        """
+        cfg = self.config
+        other = None
+        if cfg.natural_prob > 0 and rng.random() < cfg.natural_prob:
+            speech = self._natural(int(rng.integers(cfg.natural_pool)))
         else:
-            if rng.random() < self.config.agent_voice_prob:
+            if rng.random() < cfg.agent_voice_prob:
                 voice = AGENT_VOICES[int(rng.integers(len(AGENT_VOICES)))]
             else:
-                voice = random_voice(rng, self.config.held_out, self.config.timbre_prob)
-            text = held_out_sentence(index) if self.config.held_out else training_sentence(self.config.seed, index)
+                voice = random_voice(rng, cfg.held_out, cfg.timbre_prob)
+            text = held_out_sentence(index) if cfg.held_out else training_sentence(cfg.seed, index)
             speech = synthesize(text, voice)
-        out = np.zeros(self.samples, dtype=np.float32)
+            if twin:
+                other = warp_onto(speech, synthesize(text, random_voice(rng, cfg.held_out, cfg.timbre_prob)))
+        placed = [np.zeros(self.samples, dtype=np.float32) for _ in range(1 if other is None else 2)]
         if len(speech) >= self.samples:
             start = int(rng.integers(0, len(speech) - self.samples + 1))
-            out[:] = speech[start : start + self.samples]
+            for out, audio in zip(placed, (speech, other)):
+                out[:] = audio[start : start + self.samples]
         else:
             start = int(rng.integers(0, self.samples - len(speech) + 1))
-            out[start : start + len(speech)] = speech
-        level = 10 ** (rng.uniform(*self.config.level_dbfs) / 20)
-        out *= level / _rms(out)
-        return out * min(1.0, 0.99 / (np.abs(out).max() + 1e-9))
+            for out, audio in zip(placed, (speech, other)):
+                out[start : start + len(speech)] = audio
+        level = 10 ** (rng.uniform(*cfg.level_dbfs) / 20)
+        for out in placed:  # every target at the talker's level
+            out *= level / _rms(out)
+            out *= min(1.0, 0.99 / (np.abs(out).max() + 1e-9))
+        return placed[0], placed[-1]
 
     def _natural(self, sentence: int) -> np.ndarray:
         """Pooled sentence `sentence` in the natural persona's voice, rendered once per machine (disk cache)."""
         text = held_out_sentence(sentence) if self.config.held_out else training_sentence(self.config.seed, sentence)
         return cached_speak_words(text, NATURAL_AGENT_VOICE).audio
 
-    def example(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(clean, mixed) for example `index` of this stream."""
+    def example(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(clean, mixed, target) for example `index` of this stream (SpeechBatch says what each is)."""
         cfg = self.config
         rng = np.random.default_rng([cfg.seed, index, int(cfg.held_out)])
-        clean = self._speech(rng, index)
+        twin = cfg.twin_prob > 0 and rng.random() < cfg.twin_prob
+        clean, target = self._speech(rng, index, twin)
         mixed = clean
         if rng.random() < cfg.talker_prob:
-            mixed = mixed + self._at_snr(clean, self._speech(rng, index + 1_000_000_007), rng)
+            mixed = mixed + self._at_snr(clean, self._speech(rng, index + 1_000_000_007)[0], rng)
         if rng.random() < cfg.noise_prob:
             mixed = mixed + self._at_snr(clean, coloured_noise(rng, self.samples), rng)
         peak = np.abs(mixed).max()
-        if peak > 0.99:  # keep the mixture in range; the clean target follows the same gain
-            clean, mixed = clean * (0.99 / peak), mixed * (0.99 / peak)
-        return clean.astype(np.float32), mixed.astype(np.float32)
+        if peak > 0.99:  # keep the mixture in range; the clean targets follow the same gain
+            clean, mixed, target = clean * (0.99 / peak), mixed * (0.99 / peak), target * (0.99 / peak)
+        return clean.astype(np.float32), mixed.astype(np.float32), target.astype(np.float32)
 
     def _at_snr(self, clean: np.ndarray, interference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         snr = rng.uniform(*self.config.snr_db)
@@ -157,8 +179,5 @@ class SpeechSource:
     def batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> SpeechBatch:
         """The batch of process `rank` at training step `step` (disjoint across processes)."""
         first = (step * world_size + rank) * batch_size
-        pairs = [self.example(first + i) for i in range(batch_size)]
-        return SpeechBatch(
-            clean=torch.from_numpy(np.stack([c for c, _ in pairs])),
-            mixed=torch.from_numpy(np.stack([m for _, m in pairs])),
-        )
+        clean, mixed, target = zip(*(self.example(first + i) for i in range(batch_size)))
+        return SpeechBatch(*(torch.from_numpy(np.stack(part)) for part in (clean, mixed, target)))
