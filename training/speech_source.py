@@ -16,7 +16,7 @@ voice, which is what the codec mostly has to carry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -134,8 +134,12 @@ class SpeechSource:
                 voice = random_voice(rng, cfg.held_out, cfg.timbre_prob)
             text = held_out_sentence(index) if cfg.held_out else training_sentence(cfg.seed, index)
             speech = synthesize(text, voice)
-            if twin:
-                other = warp_onto(speech, synthesize(text, random_voice(rng, cfg.held_out, cfg.timbre_prob)))
+            if twin:  # another voice at the talker's speed: any accent, variant and pitch
+                second = replace(random_voice(rng, cfg.held_out, cfg.timbre_prob), speed=voice.speed)
+                try:
+                    other = warp_onto(speech, synthesize(text, second))
+                except ValueError:  # tempos too far apart to align (a variant with its own pace): no twin
+                    other = None
         placed = [np.zeros(self.samples, dtype=np.float32) for _ in range(1 if other is None else 2)]
         if len(speech) >= self.samples:
             start = int(rng.integers(0, len(speech) - self.samples + 1))
