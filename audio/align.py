@@ -66,7 +66,7 @@ def warp_onto(speech: np.ndarray, other: np.ndarray) -> np.ndarray:
     """`other` (the same words, another voice) resampled in time so that each sound falls where it falls in
     `speech`; the result has speech's length. Both are 16 kHz."""
     path = dtw_path(_features(speech), _features(other))
-    ours, first = np.unique(path[:, 0], return_index=True)
+    ours = np.unique(path[:, 0])
     theirs = np.array([path[path[:, 0] == i, 1].mean() for i in ours])  # mean partner frame per frame of ours
     when = np.interp(np.arange(len(speech)) / HOP, ours, theirs)  # in frames of `other`
     return np.interp(when * HOP, np.arange(len(other)), other).astype(np.float32)

@@ -28,7 +28,7 @@ import importlib
 import json
 import re
 import threading
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import onnxruntime
@@ -138,7 +138,7 @@ def _word_count(phonemes: list[str]) -> int:
     return sum(1 for i, p in enumerate(phonemes) if p != " " and (i == 0 or phonemes[i - 1] == " "))
 
 
-@lru_cache(maxsize=None)
+@cache
 def piper_speaker(name: str) -> PiperSpeaker:
     """The process's loaded Piper voice `name` (loading takes about a second)."""
     return PiperSpeaker(name)
