@@ -99,6 +99,7 @@ class EspeakLibrary:
         )
         if self.sample_rate <= 0:
             raise EspeakLibraryError("libespeak-ng failed to initialise (is espeak-ng-data installed?)")
+        self._libc = ctypes.CDLL(None)
         self._lock = threading.Lock()
         self._chunks: list[np.ndarray] = []
         self._words: list[WordEvent] = []
@@ -127,6 +128,9 @@ class EspeakLibrary:
             self._lib.espeak_SetParameter(_PARAM_RATE, speed, 0)
             self._lib.espeak_SetParameter(_PARAM_PITCH, pitch, 0)
             self._chunks, self._words, self._clause_ends = [], [], []
+            # breath and roughness noise come from libc's rand(), whose state other libraries in the process
+            # (onnxruntime, torch) also draw on at unpredictable times: reseed, so the same text gives the same samples
+            self._libc.srand(0)
             data = text.encode()
             status = self._lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
             if status != 0:

@@ -3,7 +3,9 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from duplex.cli import main
 from duplex.metrics import Interval
@@ -62,9 +64,28 @@ def test_the_sample_is_what_the_generator_makes(tmp_path):
     out.mkdir()
     (out / "recipe.json").write_text((SAMPLE / "recipe.json").read_text())
     generate(out, 3 * load_recipe(SAMPLE).dialogue_s / 3600, load_recipe(SAMPLE), progress=False)
-    for path in sorted(SAMPLE.rglob("dialogue_*")):
+    for path in sorted(SAMPLE.rglob("dialogue_*.json")):
         again = out / path.relative_to(SAMPLE)
         assert again.read_bytes() == path.read_bytes(), f"data/sample is stale; regenerate it: {REGENERATE}"
+    for path in sorted(SAMPLE.rglob("dialogue_*.wav")):
+        assert same_sound(path, out / path.relative_to(SAMPLE)), f"data/sample is stale; regenerate it: {REGENERATE}"
+
+
+def same_sound(a: Path, b: Path) -> bool:
+    """Same length, and the same loudness in every 80 ms frame of both channels within 3 dB (99% of frames).
+
+    Not bytes: libespeak-ng's breath noise draws on libc's rand(), which
+    other libraries also draw on (audio/espeak_lib.py reseeds it before each
+    synthesis, but a thread may still draw during one); the annotations above
+    must match exactly, and a stale sample differs in them or in its loudness.
+    """
+    x, _ = sf.read(a, dtype="float32")
+    y, _ = sf.read(b, dtype="float32")
+    if x.shape != y.shape:
+        return False
+    frames = len(x) // 1280
+    level = lambda z: 20 * np.log10(np.sqrt(np.mean(z[: frames * 1280].reshape(frames, 1280, -1) ** 2, axis=1)) + 1e-4)
+    return float(np.quantile(np.abs(level(x) - level(y)), 0.99)) < 3.0
 
 
 def test_cli_stats_prints_json_and_refuses_an_empty_folder(tmp_path, capsys):
