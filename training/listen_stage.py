@@ -21,7 +21,8 @@ Why this objective here:
   background are the interference in a real session).
 - It costs one forward of the encoder per batch: feasible on a 2-core CPU.
 
-Preset "twin" (session 5, not yet measured): in half the examples the
+Preset "twin" (session 5; at 1907 steps no better than the default,
+docs/benchmarks.md): in half the examples the
 target is the same words said by another voice, aligned to the talker by
 DTW (training/speech_source.py), so that features are rewarded for what is
 said rather than who says it; the default objective's features lost their
