@@ -66,7 +66,7 @@ def warp_onto(speech: np.ndarray, other: np.ndarray) -> np.ndarray:
     """`other` (the same words, another voice) resampled in time so that each sound falls where it falls in
     `speech`; the result has speech's length. Both are 16 kHz."""
     path = dtw_path(_features(speech), _features(other))
-    ours = np.unique(path[:, 0])
-    theirs = np.array([path[path[:, 0] == i, 1].mean() for i in ours])  # mean partner frame per frame of ours
-    when = np.interp(np.arange(len(speech)) / HOP, ours, theirs)  # in frames of `other`
+    # every frame of ours is on the path (steps list the frames they pass over): its mean partner frame
+    theirs = np.bincount(path[:, 0], weights=path[:, 1]) / np.bincount(path[:, 0])
+    when = np.interp(np.arange(len(speech)) / HOP, np.arange(len(theirs)), theirs)  # in frames of `other`
     return np.interp(when * HOP, np.arange(len(other)), other).astype(np.float32)
