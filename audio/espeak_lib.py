@@ -142,4 +142,7 @@ class EspeakLibrary:
 @lru_cache(maxsize=1)
 def espeak_library() -> EspeakLibrary:
     """The process's one library handle, loaded on first use, on the project's data folder (audio/timbres.py)."""
-    return EspeakLibrary(espeak_data_path())
+    try:
+        return EspeakLibrary(espeak_data_path())
+    except OSError as exc:  # espeak-ng missing, or no writable cache folder
+        raise EspeakLibraryError(str(exc)) from None

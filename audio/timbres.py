@@ -109,8 +109,12 @@ def espeak_data_path() -> str:
     home = CACHE_ROOT / f"espeak-ng-{digest}"
     if (home / "espeak-ng-data" / "voices" / "!v" / timbre_names()[-1]).is_file():
         return str(home)
-    home.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=home.parent, prefix=".espeak-ng."))
+    try:
+        home.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=home.parent, prefix=".espeak-ng."))
+    except OSError as exc:
+        raise OSError(f"cannot build espeak-ng's data folder in {home.parent} ({exc.strerror}); "
+                      "set DUPLEX_CACHE to a writable folder") from None
     try:
         data = staging / "espeak-ng-data"
         _mirror(system, data)

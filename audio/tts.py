@@ -58,7 +58,7 @@ def espeak_command(*args: str, generated_timbres: bool = True) -> list[str]:
     audio/timbres.py). Voice listings run on the system folder: espeak-ng does not list linked folders."""
     try:
         return [espeak_program(), *([f"--path={espeak_data_path()}"] if generated_timbres else []), *args]
-    except FileNotFoundError as exc:
+    except OSError as exc:  # not installed, or no writable cache folder
         raise TTSError(str(exc)) from None
 
 

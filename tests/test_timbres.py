@@ -10,7 +10,7 @@ import pytest
 
 from audio import timbres
 from audio.timbres import espeak_data_path, espeak_program, timbre_file, timbre_names
-from audio.tts import Voice, check_voice, espeak_command, speak_words, synthesize
+from audio.tts import TTSError, Voice, check_voice, espeak_command, speak_words, synthesize
 from training.speech_source import HELD_OUT_VARIANTS, random_voice
 
 TEXT = "The fisherman hid a stack of books."
@@ -71,3 +71,15 @@ def test_random_voice_draws_timbres_only_for_training_and_only_when_asked(held_o
         assert set(with_timbres) <= set(HELD_OUT_VARIANTS)
     else:
         assert set(with_timbres) <= set(timbre_names())
+
+
+def test_an_unwritable_cache_is_one_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setattr(timbres, "CACHE_ROOT", blocker / "cache")
+    espeak_data_path.cache_clear()
+    try:
+        with pytest.raises(TTSError, match="set DUPLEX_CACHE to a writable folder"):
+            synthesize(TEXT, Voice("en-us"))
+    finally:
+        espeak_data_path.cache_clear()
