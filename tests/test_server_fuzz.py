@@ -6,7 +6,7 @@ broken and wrongly typed JSON, deep nesting, unknown events, odd-length,
 random and oversized binary frames, floods of audio and of requests. The
 server answers each with its error codes and close codes (1008, 1009, 1011)
 and meanwhile: it never stops, the streaming session's frames keep their
-timing, and memory and threads return to where they were.
+timing, memory stops growing after a first round, and threads return to where they were.
 """
 
 from __future__ import annotations
@@ -103,14 +103,14 @@ def test_fuzz_while_another_session_streams():
             calm = list(streamer.frame_times[calm_from:])
 
             fuzz_from, began = len(streamer.frame_times), time.monotonic()
-            sent, codes = 0, []
-            while sent < MESSAGES:
-                results = await asyncio.gather(*(fuzz_connection(server.url, rng) for _ in range(CONCURRENT_FUZZERS)))
-                sent += sum(n for n, _ in results)
-                codes += [code for _, code in results]
+            sent, codes = await fuzz_round(server.url, rng)
             fuzz_s = time.monotonic() - began
             during = list(streamer.frame_times[fuzz_from:])
+            await asyncio.sleep(2.0)
+            rss_first = server.rss_mb()
 
+            more_sent, more_codes = await fuzz_round(server.url, rng)
+            sent, codes = sent + more_sent, codes + more_codes
             await asyncio.sleep(2.0)
             rss_after, threads_after = server.rss_mb(), server.threads()
             sending.cancel()
@@ -118,18 +118,31 @@ def test_fuzz_while_another_session_streams():
                 await sending
             await streamer.send_json({"type": "session.close"})
             assert await streamer.until_closed() == 1000
-            return sent, codes, calm, during, fuzz_s, (rss_before, rss_after), (threads_before, threads_after)
+            return sent, codes, calm, during, fuzz_s, (rss_before, rss_first, rss_after), (threads_before, threads_after)
 
         sent, codes, calm, during, fuzz_s, rss, threads = asyncio.run(go())
         assert server.proc.poll() is None, "the server is still running"
-        assert sent >= MESSAGES
+        assert sent >= 2 * MESSAGES
         assert {1008, 1009, 1011} <= set(codes), "the fuzz reached the error, size and fault closes"
         # the streaming session kept its clock: one frame per tick, jitter as when calm
         assert abs(len(during) - fuzz_s / TICK_S) <= 4
         calm_p99, fuzz_p99 = np.percentile(jitter_ms(calm), 99), np.percentile(jitter_ms(during), 99)
         assert fuzz_p99 <= calm_p99 + 80, f"frame jitter p99 {fuzz_p99:.0f} ms under fuzz vs {calm_p99:.0f} ms calm"
-        assert rss[1] - rss[0] < 10, f"memory grew from {rss[0]:.0f} MB to {rss[1]:.0f} MB"
+        # a leak grows with every round; the allocator's settling does not repeat
+        print(f"server memory: {rss[0]:.1f} MB calm, {rss[1]:.1f} MB after one fuzz round, {rss[2]:.1f} MB after two")
+        assert rss[2] - rss[1] < 8, f"memory grew again in the second fuzz round: {rss[1]:.0f} MB to {rss[2]:.0f} MB"
+        assert rss[2] - rss[0] < 30, f"memory grew from {rss[0]:.0f} MB to {rss[2]:.0f} MB"
         assert threads[1] == threads[0]
+
+
+async def fuzz_round(url: str, rng: random.Random) -> tuple[int, list[int | None]]:
+    """At least MESSAGES fuzz messages, CONCURRENT_FUZZERS connections at a time."""
+    sent, codes = 0, []
+    while sent < MESSAGES:
+        results = await asyncio.gather(*(fuzz_connection(url, rng) for _ in range(CONCURRENT_FUZZERS)))
+        sent += sum(n for n, _ in results)
+        codes += [code for _, code in results]
+    return sent, codes
 
 
 async def warm_up(url: str, rng: random.Random) -> None:
