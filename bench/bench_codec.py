@@ -32,7 +32,7 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "c
 
 def decode_steps(codec: Codec, onnx_step: OnnxStep, batch: int) -> dict[str, Callable[[], None]]:
     """One streaming decode tick in torch and in onnxruntime, each carrying its own state."""
-    codes = torch.randint(0, codec.config.codebook_size, (batch, codec.config.n_q))
+    codes = torch.randint(0, codec.config.codebook_size, (batch, codec.tokens_per_tick))
     torch_state = codec.new_decode_state(batch)
     onnx_state = [t.numpy() for t in torch_state.tensors]
 
@@ -62,7 +62,7 @@ def main() -> None:
     cfg = codec.config
     print(f"codec: {label}")
     print(f"bitrate: {cfg.bitrate:.0f} bps ({cfg.n_q} codebooks x {cfg.codebook_size} at {cfg.frame_rate:g} Hz)")
-    print(f"tokens per {TICK_MS} ms tick: {cfg.n_q * TICK_MS / 1000 * cfg.frame_rate:g}")
+    print(f"tokens per {TICK_MS} ms tick: {codec.tokens_per_tick}")
 
     audio = torch.randn(1, 10 * cfg.sample_rate) * 0.1
     with torch.no_grad():

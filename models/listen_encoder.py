@@ -18,8 +18,9 @@ between query and key only, so a session can run for hours with a bounded
 cache and no growing position embedding.
 
 Offline (`encode`) and streaming (`step`) use the same window, so they agree.
-The `predictor` heads belong to the self-supervised pretraining (see
-training/listen_stage.py) and are unused at run time.
+The `predictor` heads (and, for the "cpc" objective, `target_embedding`) belong
+to the self-supervised pretraining (see training/listen_stage.py) and are
+unused at run time.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class ListenConfig:
     ff_mult: int = 2
     window: int = 125  # frames of attention context (5 s at 25 Hz)
     predict_shifts: tuple[int, ...] = (1, 2, 3)  # frames ahead that pretraining predicts
+    objective: str = "apc"  # pretraining: "apc" (L1 on future log-mel) or "cpc" (InfoNCE); training/listen_stage.py
+    cpc_dim: int = 128  # size of the embedded targets that "cpc" scores predictions against
 
     @property
     def mels_per_frame(self) -> int:
@@ -70,6 +73,11 @@ class ListenConfig:
     def frame_dim(self) -> int:
         """Size of one stacked log-mel frame (the front end's output, and the SSL target)."""
         return self.n_mels * self.mels_per_frame
+
+    @property
+    def head_dim(self) -> int:
+        """Size of one predicted future frame: a log-mel frame (apc) or an embedded target frame (cpc)."""
+        return self.frame_dim if self.objective == "apc" else self.cpc_dim
 
     @property
     def frame_rate(self) -> float:
@@ -187,7 +195,12 @@ class ListenEncoder(nn.Module):
         self.input = nn.Sequential(nn.Linear(config.frame_dim, config.d_model), nn.LayerNorm(config.d_model))
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.layers))
         self.norm = nn.LayerNorm(config.d_model)
-        self.predictor = nn.Linear(config.d_model, config.frame_dim * len(config.predict_shifts))
+        if config.objective not in ("apc", "cpc"):
+            raise ValueError(f"unknown listen pretraining objective {config.objective!r} (apc or cpc)")
+        self.predictor = nn.Linear(config.d_model, config.head_dim * len(config.predict_shifts))
+        if config.objective == "cpc":  # frame by frame, no context: it cannot see the future it is scored on
+            d = config.d_model
+            self.target_embedding = nn.Sequential(nn.Linear(config.frame_dim, d), nn.GELU(), nn.Linear(d, config.cpc_dim))
         self.register_buffer("slopes", alibi_slopes(config.heads), persistent=False)
 
     @property
@@ -219,11 +232,17 @@ class ListenEncoder(nn.Module):
             x = block.finish(x, q, k, v, bias)
         return self.norm(x)
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """Pretraining forward: predicted future log-mel frames (B, T, len(predict_shifts), frame_dim)."""
+    def forward(self, wav: torch.Tensor, target_wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pretraining forward: (predicted future frames (B, T, len(predict_shifts), head_dim), the target
+        frames (B, T, head_dim) they are scored against): target_wav's log-mel frames, embedded for "cpc"."""
         features = self.encode(wav)
         b, t, _ = features.shape
-        return self.predictor(features).reshape(b, t, len(self.config.predict_shifts), self.config.frame_dim)
+        prediction = self.predictor(features).reshape(b, t, len(self.config.predict_shifts), self.config.head_dim)
+        with torch.no_grad():
+            target = self.log_mel(target_wav)
+        if self.config.objective == "cpc":
+            target = self.target_embedding(target)
+        return prediction, target
 
     # --- streaming ------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from models.listen_encoder import (
     save_listen_encoder,
 )
 from models.onnx_export import OnnxStep, export_listen_step
-from training.listen_stage import TINY, ListenStage
+from training.listen_stage import TINY, ListenStage, cpc_losses
 from training.trainer import TrainConfig, Trainer
 
 TINY_ENCODER = TINY.encoder  # window of 10 frames: the tests run past it
@@ -116,9 +117,11 @@ def test_bad_input_is_refused(encoder):
         encoder.encode(torch.zeros(1, TICK_SAMPLES + 1))
 
 
-def test_pretraining_reduces_the_loss(tmp_path):
-    """A few steps of denoising APC on one repeated batch must lower its loss."""
-    stage = ListenStage(TINY)
+@pytest.mark.parametrize("objective", ["apc", "cpc"])
+def test_pretraining_reduces_the_loss(tmp_path, objective):
+    """A few steps of either objective on one repeated batch must lower its loss."""
+    tiny = dataclasses.replace(TINY, encoder=dataclasses.replace(TINY_ENCODER, objective=objective))
+    stage = ListenStage(tiny)
     config = TrainConfig(steps=30, batch_size=2, lr=3e-3, lr_warmup_steps=1, log_every=1, checkpoint_minutes=60)
     trainer = Trainer(stage, config, tmp_path, progress=False)
     fixed = stage.batch(0, 2, 0, 1)
@@ -126,7 +129,22 @@ def test_pretraining_reduces_the_loss(tmp_path):
     trainer.run()
     losses = [row["loss"] for row in trainer.folder.read_log()]
     assert losses[-1] < 0.85 * losses[0]
-    assert load_listen_encoder(trainer.folder.latest()).config == TINY_ENCODER
+    assert load_listen_encoder(trainer.folder.latest()).config == tiny.encoder
+
+
+def test_cpc_scores_the_true_future_frame_against_its_own_utterance():
+    """A prediction that equals the target `shift` frames on is chosen every time; one that ignores
+    the target is at chance; a frame of another utterance is never a candidate."""
+    target = torch.randn(2, 40, 16)
+    exact = torch.stack([target.roll(-1, dims=1), target.roll(-2, dims=1)], dim=2)
+    losses, accuracy = cpc_losses(exact, target, (1, 2), temperature=0.05)
+    assert accuracy.tolist() == [1.0, 1.0] and float(losses.max()) < 0.05
+    constant = torch.ones(2, 40, 2, 16)
+    losses, _ = cpc_losses(constant, target, (1, 2), temperature=0.05)
+    assert float(losses[0]) > 0.5 * math.log(39)
+    swapped = exact.flip(0)  # each row predicts the other utterance's frames
+    _, accuracy = cpc_losses(swapped, target, (1, 2), temperature=0.05)
+    assert float(accuracy.max()) < 0.2
 
 
 @torch.no_grad()
