@@ -30,7 +30,7 @@ def test_release_writes_half_weights_that_load_and_a_card(tiny_run, tmp_path, ca
     (tmp_path / "bench.txt").write_text("STOI of resynthesis: 0.5\n")
     dest = tmp_path / "codec"
     assert main(["release", str(tiny_run.folder.latest()), str(dest), "--fp16", "--metrics",
-                 str(tmp_path / "bench.txt")]) == 0
+                 str(tmp_path / "bench.txt"), "--status", "Interim: the STOI bar is not met."]) == 0
     shipped = load_codec(dest)
     trained = tiny_run.model.state_dict()
     for name, value in shipped.state_dict().items():
@@ -39,6 +39,7 @@ def test_release_writes_half_weights_that_load_and_a_card(tiny_run, tmp_path, ca
     assert "3 of 4 scheduled steps" in card
     assert "duplex train codec --preset tiny --seed 5 --until 3" in card  # tiny's own steps, batch and lr
     assert "STOI of resynthesis: 0.5" in card
+    assert "## Status\n\nInterim: the STOI bar is not met." in card
 
 
 def test_release_refuses_a_folder_that_is_not_a_training_checkpoint(tmp_path, capsys):

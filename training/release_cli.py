@@ -5,7 +5,7 @@
 
 DEST gets config.json, model.safetensors (floating tensors in fp16 with
 --fp16: half the size, loaded back into fp32 models) and a model card,
-README.md, written from the run folder: the stage and its settings, the steps
+README.md, written from the run folder: the --status line given, the stage and its settings, the steps
 and training time of this run and of the runs it was initialised from, the
 commands that reproduce it, and the benchmark output given with --metrics,
 verbatim. Optimizer and trainer state stay behind. Writing is atomic.
@@ -50,6 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("dest", type=Path, help="the model folder to write (replaced atomically)")
     p.add_argument("--fp16", action="store_true", help="store floating weights in half precision")
     p.add_argument("--metrics", type=Path, help="a text file of benchmark output to quote in the model card")
+    p.add_argument("--status", help="what the model meets and does not meet yet, for the card's Status section")
     p.set_defaults(func=run)
 
 
@@ -87,7 +88,7 @@ def reproduce_command(entry: dict[str, Any]) -> str:
 
 
 def model_card(config: dict[str, Any], history: list[dict[str, Any]], fp16: bool, metrics: str | None,
-               size_bytes: int) -> str:
+               size_bytes: int, status: str | None = None) -> str:
     first = history[0]
     stage = first["settings"]["stage"]
     total_seconds = sum(e["state"]["seconds"] for e in history)
@@ -97,6 +98,7 @@ def model_card(config: dict[str, Any], history: list[dict[str, Any]], fp16: bool
         (f"Weights: {WEIGHTS_NAME} ({size_bytes / 1e6:.1f} MB, {'fp16' if fp16 else 'fp32'}; loads into fp32), "
         f"config: {CONFIG_NAME}. Made by `duplex release` from `{first['checkpoint'].name}`."),
         "",
+        *(["## Status", "", status, ""] if status else []),
         "## Data",
         "",
         STAGE_DATA.get(stage, "see docs/training.md") + ".",
@@ -123,18 +125,19 @@ def model_card(config: dict[str, Any], history: list[dict[str, Any]], fp16: bool
     return "\n".join(lines)
 
 
-def release(checkpoint: Path, dest: Path, fp16: bool = False, metrics: str | None = None) -> None:
+def release(checkpoint: Path, dest: Path, fp16: bool = False, metrics: str | None = None,
+            status: str | None = None) -> None:
     history = run_history(checkpoint)
     config = read_json(checkpoint / CONFIG_NAME)
     weights = read_tensors(checkpoint / WEIGHTS_NAME)
     if fp16:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     size = sum(t.numel() * t.element_size() for t in weights.values())
-    write_pretrained(dest, config, weights, {CARD_NAME: model_card(config, history, fp16, metrics, size)})
+    write_pretrained(dest, config, weights, {CARD_NAME: model_card(config, history, fp16, metrics, size, status)})
 
 
 def run(args: argparse.Namespace) -> int:
     metrics = args.metrics.read_text() if args.metrics else None
-    release(args.checkpoint, args.dest, args.fp16, metrics)
+    release(args.checkpoint, args.dest, args.fp16, metrics, args.status)
     print(f"released {args.checkpoint} -> {args.dest}")
     return 0
