@@ -42,6 +42,22 @@ def test_release_writes_half_weights_that_load_and_a_card(tiny_run, tmp_path, ca
     assert "## Status\n\nInterim: the STOI bar is not met." in card
 
 
+def test_the_card_says_where_the_preset_has_changed_since_the_run(tiny_run, tmp_path):
+    tiny = dataclasses.asdict(PRESETS["tiny"][0])  # its autoencoder_steps differ from the default, noise_prob not
+    old = {k: v for k, v in tiny.items() if k not in ("noise_prob", "autoencoder_steps")} | {"seconds": tiny["seconds"] * 2}
+    write_json(tiny_run.folder.root / "run.json", {
+        "stage": "codec", "preset": "tiny", "stage_config": old, "train": dataclasses.asdict(PRESETS["tiny"][1]),
+    })
+    dest = tmp_path / "codec"
+    assert main(["release", str(tiny_run.folder.latest()), str(dest)]) == 0
+    card = (dest / "README.md").read_text()
+    assert "has changed since the run that ended at step 3" in card
+    assert f"autoencoder_steps is {tiny['autoencoder_steps']} now (the run predates it)" in card
+    assert "noise_prob" not in card  # added since, at its default: what the run did before it existed
+    assert f"seconds was {tiny['seconds'] * 2}, is {tiny['seconds']} now" in card
+    assert "codec.n_q" not in card  # unchanged nested settings are not listed
+
+
 def test_release_refuses_a_folder_that_is_not_a_training_checkpoint(tmp_path, capsys):
     (tmp_path / "ckpt").mkdir()
     assert main(["release", str(tmp_path / "ckpt"), str(tmp_path / "out")]) == 1

@@ -64,7 +64,7 @@ class ListenStageConfig:
     noise_prob: float = 0.35
     talker_prob: float = 0.35
     snr_db: tuple[float, float] = (0.0, 20.0)
-    timbre_prob: float = 0.5  # half the talkers in generated timbres (audio/timbres.py): features that hold on new voices
+    timbre_prob: float = 0.0  # talkers in generated timbres (audio/timbres.py); the presets set 0.5 (runs before had none)
     twin_prob: float = 0.0  # predict the same words in another voice instead (training/speech_source.py): preset "twin"
     cpc_temperature: float = 0.1
     data_seed: int = 1
@@ -141,11 +141,11 @@ TINY = ListenStageConfig(encoder=ListenConfig(d_model=32, layers=2, heads=2, win
 DEFAULT_TRAIN = TrainConfig(steps=20_000, batch_size=16, lr=5e-4, lr_warmup_steps=500, betas=(0.9, 0.98),
                             weight_decay=0.01, grad_clip=1.0, log_every=10, checkpoint_minutes=5)
 PRESETS: dict[str, tuple[ListenStageConfig, TrainConfig]] = {
-    "default": (ListenStageConfig(), DEFAULT_TRAIN),
-    # half the examples predict the talker's words in another voice: the next experiment (docs/training.md)
-    "twin": (ListenStageConfig(twin_prob=0.5), DEFAULT_TRAIN),
+    "default": (ListenStageConfig(timbre_prob=0.5), DEFAULT_TRAIN),
+    # half the examples predict the talker's words in another voice (module docstring)
+    "twin": (ListenStageConfig(timbre_prob=0.5, twin_prob=0.5), DEFAULT_TRAIN),
     # contrastive predictive coding instead of the L1 (module docstring)
-    "cpc": (ListenStageConfig(encoder=ListenConfig(objective="cpc")), DEFAULT_TRAIN),
+    "cpc": (ListenStageConfig(encoder=ListenConfig(objective="cpc"), timbre_prob=0.5), DEFAULT_TRAIN),
     "tiny": (TINY, TrainConfig(steps=4, batch_size=2, lr_warmup_steps=1, log_every=1)),
 }
 """Named (stage, optimisation) settings; `tiny` is for tests and smoke runs."""

@@ -87,6 +87,42 @@ def reproduce_command(entry: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+PER_RUN_FIELDS = {"codec", "listen", "init", "data"}
+"""Stage settings given by flags for each run (paths), not by its preset."""
+
+
+def flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as {"a.b": value}, tuples as lists (as JSON stores them)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out |= flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = json.loads(json.dumps(value))
+    return out
+
+
+def preset_drift(settings: dict[str, Any]) -> list[str]:
+    """Where the stage's preset today differs from the settings this run was made with: its reproduce
+    command then gives another model, and the card says so. A setting added after the run counts only
+    where the preset sets it away from its default (a new setting's default is what runs did before it)."""
+    module = STAGES[settings["stage"]]
+    now, then = flat(dataclasses.asdict(module.PRESETS[settings["preset"]][0])), flat(settings["stage_config"])
+    defaults = flat(dataclasses.asdict(module.CONFIG_CLASS()))
+    drift = []
+    for key in sorted(set(now) | set(then)):
+        if key.split(".")[0] in PER_RUN_FIELDS:
+            continue
+        if key not in then:
+            if now[key] != defaults.get(key):
+                drift.append(f"{key} is {now[key]} now (the run predates it)")
+        elif key not in now:
+            drift.append(f"{key} was {then[key]} (no longer a setting)")
+        elif now[key] != then[key]:
+            drift.append(f"{key} was {then[key]}, is {now[key]} now")
+    return drift
+
+
 def model_card(config: dict[str, Any], history: list[dict[str, Any]], fp16: bool, metrics: str | None,
                size_bytes: int, status: str | None = None) -> str:
     first = history[0]
@@ -118,7 +154,14 @@ def model_card(config: dict[str, Any], history: list[dict[str, Any]], fp16: bool
         ]
     lines += ["", "Reproduce (each run in its own --run-dir; RUN_BEFORE is the previous one's):", "", "```"]
     lines += [reproduce_command(e) for e in reversed(history)]
-    lines += ["```", "", "## Metrics", ""]
+    lines += ["```", ""]
+    for entry in reversed(history):
+        drift = preset_drift(entry["settings"])
+        if drift:
+            lines += [(f"The preset `{entry['settings']['preset']}` of `{entry['settings']['stage']}` has changed since "
+                       f"the run that ended at step {entry['state']['step']}, so its command above no longer makes "
+                       f"the same model: " + "; ".join(drift) + "."), ""]
+    lines += ["## Metrics", ""]
     lines += ["```", metrics.rstrip(), "```"] if metrics else ["Not measured for this release."]
     lines += ["", "## Settings of the last run", "", "```json",
               json.dumps(first["settings"]["stage_config"], indent=2, sort_keys=True), "```", ""]
