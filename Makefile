@@ -5,12 +5,12 @@ VENV      := .venv
 PY        := $(VENV)/bin/python
 PIP       := $(VENV)/bin/pip
 STAMP     := $(VENV)/.installed
-APT_PKGS  := espeak-ng libportaudio2 chromium chromium-driver
+APT_PKGS  := espeak-ng wamerican libportaudio2 chromium chromium-driver
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system test demo clean
 
-## system: Debian packages (espeak-ng for speech, PortAudio for sound cards, Chromium for browser tests)
+## system: Debian packages (espeak-ng for speech, wamerican's word list for reading sentences, PortAudio for sound cards, Chromium for browser tests)
 system:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

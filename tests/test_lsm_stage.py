@@ -87,3 +87,32 @@ def test_a_few_steps_lower_the_loss_and_checkpoints_are_agents(parts, tmp_path):
 
     out = respond_audio(agent, np.zeros(16000, np.float32)).agent_audio
     assert out.shape == (16000,)
+
+
+def test_the_pool_mixes_grammar_reading_and_domain_sentences(parts):
+    """Shares as configured; reading sentences never use a held-out word; the default is the grammar alone
+    (what runs made before the shares existed did)."""
+    from training.speech_text import _held_out_vocabulary, reading_sentence, training_sentence
+
+    s = stage(parts, reading_share=0.5, domain_share=0.3)
+    texts = [s._pool_text(i) for i in range(300)]
+    grammar = sum(t == training_sentence(0, i) for i, t in enumerate(texts))
+    assert 0.12 < grammar / 300 < 0.28
+    reading = [t for i, t in enumerate(texts) if t == reading_sentence(0, i)]
+    assert 0.4 < len(reading) / 300 < 0.6
+    assert not {w.strip(".").lower() for t in reading for w in t.split()} & _held_out_vocabulary()
+    assert any("capital" in t.lower() or t.rstrip(".") in ("Jakarta", "Madrid") for t in texts)  # domain answers
+    plain = stage(parts)
+    assert all(plain._pool_text(i) == training_sentence(0, i) for i in range(50))
+
+
+def test_a_stage_started_from_another_keeps_its_tokenizer(parts, tmp_path):
+    """Token ids must mean in stage 2 what they meant in stage 1, whatever stage 2's own text settings."""
+    first = stage(parts, reading_share=0.5)
+    trainer = Trainer(first, TrainConfig(steps=1, batch_size=1, lr_warmup_steps=1, checkpoint_every=1),
+                      tmp_path / "run", progress=False)
+    trainer.run()
+    second = stage(parts, listening=True, init=str(trainer.folder.latest()))
+    text = "Thematically saccharin predicates parabolic."
+    assert second.tokenizer.encode(text) == first.tokenizer.encode(text)
+    assert stage(parts).tokenizer.encode(text) != first.tokenizer.encode(text)  # trained anew: other merges

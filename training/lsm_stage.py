@@ -13,7 +13,9 @@ Two stages share this module:
   ticks); after a backchannel or noise it goes on unchanged.
 
 Every example is a function of (seed, example index): one of a pool of
-sentences, rendered once with espeak-ng word timings and encoded once by
+sentences (grammar sentences, sentences of dictionary words so that the
+model learns how spelling sounds, and the dialogue domains' answers; see
+READING_POOL), rendered once with espeak-ng word timings and encoded once by
 the frozen codec (with silence around it), is placed as tokens on a canvas
 of steady-silence tokens at a random tick, and cut to silence tokens at an
 interruption (encoding every example's audio anew cost three times the
@@ -38,10 +40,10 @@ import torch
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from audio.speech_cache import cached_speak_words
 from audio.tts import synthesize
-from duplex.domains import AGENT_VOICES, BACKCHANNELS
+from duplex.domains import AGENT_VOICES, BACKCHANNELS, DOMAINS, SPLITS, sample_exchange
 from training.speech_lm_stage import Example, SpeechLMStage, SpeechLMStageConfig
 from training.speech_source import coloured_noise, random_voice
-from training.speech_text import training_sentence
+from training.speech_text import reading_sentence, training_sentence
 from training.trainer import TrainConfig
 
 COMMANDS = ("stop", "wait", "hold on", "stop please", "wait a second", "sorry, hold on")
@@ -61,6 +63,11 @@ class LSMStageConfig(SpeechLMStageConfig):
     sentence_pool: int = 4000
     """Sentences the agent speaks, each rendered and encoded once per run and then placed, cut and
     mixed anew in every example: encoding is what makes a batch expensive."""
+    reading_share: float = 0.0
+    """Share of the pool that is dictionary words (training/speech_text.py `reading_sentence`): how the
+    model learns to say words it never heard in a sentence. 0 in runs made before the field existed."""
+    domain_share: float = 0.0
+    """Share of the pool that is the dialogue domains' answers (train split): what the agent will say."""
 
 
 @dataclass
@@ -72,6 +79,13 @@ class _Utterance:
     words: list[tuple[str, float]]
     speech_ticks: float
     level: float
+
+
+def domain_answer(seed: int, index: int) -> str:
+    """The index-th answer of a seeded stream of the dialogue domains' train-split exchanges."""
+    rng = np.random.default_rng([seed, index, 6])
+    names = list(DOMAINS)
+    return sample_exchange(rng, names[int(rng.integers(len(names)))], SPLITS[0]).answer_text
 
 
 class LSMStage(SpeechLMStage):
@@ -111,13 +125,28 @@ class LSMStage(SpeechLMStage):
         if sentence not in self._utterances:
             # kept on disk whatever the voice: libespeak-ng renders a sentence slightly differently after other
             # sentences, so a resumed run must read the pool the first process rendered, not render it anew
-            speech = cached_speak_words(training_sentence(self.config.seed, sentence), AGENT_VOICES[0], keep=True)
+            speech = cached_speak_words(self._pool_text(sentence), AGENT_VOICES[0], keep=True)
             pad = (self.lm_config.acoustic_delay + 2) * TICK_SAMPLES
             audio = np.concatenate([np.zeros(TICK_SAMPLES, np.float32), speech.audio, np.zeros(pad, np.float32)])
             codes = self.batches.codec.encode_ticks(torch.from_numpy(audio[None]))[0]
             words = [(w.text, w.start * SAMPLE_RATE / TICK_SAMPLES) for w in speech.words]
             self._utterances[sentence] = _Utterance(codes, words, len(speech.audio) / TICK_SAMPLES, _rms(speech.audio))
         return self._utterances[sentence]
+
+    @property
+    def speaks_reading(self) -> bool:
+        return self.config.reading_share > 0
+
+    def _pool_text(self, sentence: int) -> str:
+        """Text of pooled sentence `sentence`: dictionary words, a domain answer or a grammar sentence,
+        in the configured shares (a pure function of seed and index)."""
+        c = self.config
+        draw = np.random.default_rng([c.seed, sentence, 5]).random()
+        if draw < c.reading_share:
+            return reading_sentence(c.seed, sentence)
+        if draw < c.reading_share + c.domain_share:
+            return domain_answer(c.seed, sentence)
+        return training_sentence(c.seed, sentence)
 
     def _user_event(self, rng, user, speech_start, speech_end, level: float) -> tuple[str, int | None]:
         """Write a user event into `user`; returns (kind, tick where the agent's speech is cut, or None)."""
@@ -154,10 +183,15 @@ def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-9
 
 
+READING_POOL = {"sentence_pool": 8000, "reading_share": 0.4, "domain_share": 0.2}
+"""The pool of session 6 on: a grammar of 210 words taught the first stage-1 run to say those words and
+babble on held-out ones, so two fifths of the pool are dictionary words and one fifth the domains' answers."""
+
 PRESETS: dict[str, tuple[LSMStageConfig, TrainConfig]] = {
-    "default": (LSMStageConfig(), TrainConfig(steps=6000, batch_size=8, lr=6e-4, lr_warmup_steps=200, checkpoint_minutes=5)),
+    "default": (LSMStageConfig(**READING_POOL),
+                TrainConfig(steps=6000, batch_size=8, lr=6e-4, lr_warmup_steps=200, checkpoint_minutes=5)),
     "listen": (
-        LSMStageConfig(listening=True),
+        LSMStageConfig(listening=True, **READING_POOL),
         TrainConfig(steps=4000, batch_size=8, lr=3e-4, lr_warmup_steps=100, checkpoint_minutes=5),
     ),
 }

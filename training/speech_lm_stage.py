@@ -40,7 +40,7 @@ from models.codec import Codec, load_codec
 from models.listen_encoder import ListenEncoder, load_listen_encoder
 from models.lm import MODEL_TYPE, SyncLM, SyncLMConfig
 from models.text_tokenizer import PAD, TextTokenizer
-from training.speech_text import training_sentence
+from training.speech_text import reading_sentence, training_sentence
 
 TOKENIZER_SENTENCES = 4000
 
@@ -81,12 +81,15 @@ PARTNER_WEIGHT = 0.5
 """Weight of the partner-prediction loss: an auxiliary target, below the model's own speech."""
 
 
-def tokenizer_corpus(seed: int) -> list[str]:
-    """Text the tokenizer learns its merges from: the sentence stream and the dialogue domains."""
+def tokenizer_corpus(seed: int, reading: bool = False) -> list[str]:
+    """Text the tokenizer learns its merges from: the sentence stream and the dialogue domains, and
+    with `reading` as many sentences of dictionary words (for stages that speak them)."""
     from duplex.domains import DOMAINS, SPLITS, sample_exchange
 
     rng = np.random.default_rng(seed)
     texts = [training_sentence(seed, i) for i in range(TOKENIZER_SENTENCES)]
+    if reading:
+        texts += [reading_sentence(seed, i) for i in range(TOKENIZER_SENTENCES)]
     for domain in DOMAINS:
         for _ in range(200):
             ex = sample_exchange(rng, domain, SPLITS[0])
@@ -208,9 +211,14 @@ class SpeechLMStage:
     def __init__(self, config: SpeechLMStageConfig):
         self.config = config
         codec, listen = load_codec(config.codec), load_listen_encoder(config.listen)
-        self.tokenizer = TextTokenizer.train(tokenizer_corpus(config.seed), config.vocab_size)
+        # a stage that starts from another's weights keeps its tokenizer: token ids must mean what they meant
+        self.tokenizer = (TextTokenizer.load(config.init) if config.init
+                          else TextTokenizer.train(tokenizer_corpus(config.seed, self.speaks_reading), config.vocab_size))
         self.lm_config = fitted_lm_config(config.lm, codec, listen, self.tokenizer)
         self.batches = BatchMaker(codec, listen, self.tokenizer, self.lm_config, config.ticks, config.text_lead)
+
+    speaks_reading = False
+    """Whether the stage's agent reads dictionary sentences (its tokenizer then learns merges from them too)."""
 
     def example(self, index: int) -> Example:
         """The index-th training example: a pure function of (seed, index)."""

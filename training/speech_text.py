@@ -7,9 +7,18 @@ plus numbers, questions and the dialogue domains' kind of phrasing. A
 sentence is a pure function of (seed, index), so data streams are
 reproducible and resumable. The held-out split uses its own templates and
 its own word list, so test sentences never occur in training.
+
+A speech LM that must *say* held-out sentences needs more than a few
+hundred words: it has to learn how spelling sounds. `reading_sentence`
+draws words from the system's English word list (Debian's wamerican,
+about 60,000 plain lower-case words), leaving out every word of the
+held-out vocabulary, so that test sentences stay unheard.
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -86,3 +95,30 @@ def held_out_sentence(index: int) -> str:
     if index % 2 == 0:
         return f"{_pick(rng, _HELD_PEOPLE).capitalize()} {_pick(rng, _HELD_VERBS)} {_pick(rng, _HELD_THINGS)} {_pick(rng, _HELD_PLACES)} {_pick(rng, _HELD_TIMES)}."
     return f"{_pick(rng, _HELD_TIMES).capitalize()}, {_pick(rng, _HELD_PEOPLE)} {_pick(rng, _HELD_VERBS)} {_pick(rng, _HELD_THINGS)}."
+
+
+DICTIONARY = Path("/usr/share/dict/american-english")
+"""The English word list of the Debian package wamerican (`make setup` installs it)."""
+
+
+def _held_out_vocabulary() -> set[str]:
+    phrases = _HELD_PEOPLE + _HELD_VERBS + _HELD_THINGS + _HELD_PLACES + _HELD_TIMES
+    return {word.lower() for phrase in phrases for word in phrase.split()}
+
+
+@lru_cache(maxsize=1)
+def dictionary_words() -> tuple[str, ...]:
+    """Plain lower-case words of 2-12 letters from the word list, less the held-out vocabulary."""
+    if not DICTIONARY.is_file():
+        raise FileNotFoundError(f"{DICTIONARY} is missing: install the Debian package wamerican (`make setup` does)")
+    held_out = _held_out_vocabulary()
+    words = (w for w in DICTIONARY.read_text(encoding="utf-8").split() if w.isascii() and w.isalpha())
+    return tuple(w for w in words if w.islower() and 2 <= len(w) <= 12 and w not in held_out)
+
+
+def reading_sentence(seed: int, index: int) -> str:
+    """The index-th sentence of random dictionary words (4 to 9): reading practice, not meaning."""
+    rng = np.random.default_rng([seed, index, 3])
+    words = dictionary_words()
+    picked = [words[int(i)] for i in rng.integers(len(words), size=int(rng.integers(4, 10)))]
+    return " ".join([picked[0].capitalize(), *picked[1:]]) + "."
