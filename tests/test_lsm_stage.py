@@ -116,3 +116,12 @@ def test_a_stage_started_from_another_keeps_its_tokenizer(parts, tmp_path):
     text = "Thematically saccharin predicates parabolic."
     assert second.tokenizer.encode(text) == first.tokenizer.encode(text)
     assert stage(parts).tokenizer.encode(text) != first.tokenizer.encode(text)  # trained anew: other merges
+
+
+def test_user_events_stay_inside_the_window_when_the_speech_runs_past_it(parts):
+    """Long domain answers outlast an example; the user's event must still start inside it (a first
+    version drew onsets past the window's end and failed to place them)."""
+    s = stage(parts, listening=True, reading_share=0.2, domain_share=0.6, interrupt_prob=0.8)
+    for index in range(40):
+        e = s.example(index)
+        assert e.stop_tick is None or e.stop_tick <= s.config.ticks + 3

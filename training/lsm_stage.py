@@ -108,7 +108,7 @@ class LSMStage(SpeechLMStage):
         user = np.zeros(self.batches.samples, np.float32)
         kind = "tts"
         if c.listening:
-            speech_end = start_tick + utterance.speech_ticks
+            speech_end = min(start_tick + utterance.speech_ticks, c.ticks)  # a long answer runs past the window
             kind, cut_tick = self._user_event(rng, user, start_tick, speech_end, utterance.level)
             if cut_tick is not None:
                 codes[:, cut_tick:] = self._silence[:, None]
