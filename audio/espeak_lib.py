@@ -94,6 +94,8 @@ class EspeakLibrary:
             ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
         ]
         self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self._lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
+        self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         self.sample_rate = self._lib.espeak_Initialize(
             _AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, data_path.encode() if data_path else None, 0
         )
@@ -137,6 +139,20 @@ class EspeakLibrary:
                 raise EspeakLibraryError(f"espeak-ng could not synthesise {text[:40]!r} (error {status})")
             audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)
             return RawSynthesis(audio, self.sample_rate, self._words, self._clause_ends)
+
+
+    def phonemes(self, text: str, voice_name: str) -> str:
+        """espeak-ng's phonemes for text in its ASCII mnemonics (what `espeak-ng -x` prints), e.g.
+        "h@l'oU" for "hello": stress marks included, clauses joined by spaces."""
+        with self._lock:
+            if self._lib.espeak_SetVoiceByName(voice_name.encode()) != 0:
+                raise EspeakLibraryError(f"unknown espeak-ng voice {voice_name!r}")
+            # the library reads a clause per call and advances the pointer, to NULL at the end
+            pointer = ctypes.c_char_p(text.encode())
+            clauses = []
+            while pointer.value:
+                clauses.append(self._lib.espeak_TextToPhonemes(ctypes.byref(pointer), _CHARS_UTF8, 0).decode().strip())
+            return " ".join(c for c in clauses if c)
 
 
 @lru_cache(maxsize=1)

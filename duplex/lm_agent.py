@@ -43,6 +43,7 @@ from models.codec import CodecStreamState
 from models.listen_encoder import ListenState
 from models.lm import KVCache
 from models.onnx_export import OnnxCodecDecoder, OnnxListenStep, OnnxLMStep
+from models.phonemes import phoneme_ids
 from models.text_tokenizer import PAD
 
 SPEECH_RMS = 0.01
@@ -57,6 +58,7 @@ class Utterance:
 
     say_id: str
     pending: deque
+    """(token, phoneme ids of the word it starts or None) still to say."""
     said: list[tuple[int, int]] = field(default_factory=list)
     voiced: bool = False
     """Whether the agent has been heard speaking since the utterance's first token."""
@@ -77,6 +79,8 @@ class LMState(AgentState):
     columns: deque = field(default_factory=deque)
     """The last d+1 token columns (acoustic delay d), to assemble the complete frame."""
     prev_text: int = PAD
+    prev_phonemes: torch.Tensor | None = None
+    """Phonemes of the word whose first token is prev_text (models with phoneme input; None otherwise)."""
     generator: torch.Generator | None = None
     utterance: Utterance | None = None
     say_queue: deque = field(default_factory=deque)
@@ -140,8 +144,14 @@ class SpeechLMAgent(Agent):
         )
 
     def say(self, state: AgentState, text: str, say_id: str) -> None:
-        tokens = self.m.tokenizer.encode(text)
-        state.say_queue.append(Utterance(say_id, deque(tokens)))
+        """Queue text to say; word by word, as training gave it (models/phonemes.py for the phonemes)."""
+        slots = self.m.lm.config.phoneme_slots
+        pending = deque()
+        for word in text.split():
+            phonemes = torch.from_numpy(phoneme_ids(word, slots)) if slots else None
+            for i, token in enumerate(self.m.tokenizer.encode(word)):
+                pending.append((token, phonemes if i == 0 else None))
+        state.say_queue.append(Utterance(say_id, pending))
 
     @torch.no_grad()
     def step(self, states: Sequence[AgentState], listen: np.ndarray) -> np.ndarray:
@@ -172,6 +182,7 @@ class SpeechLMAgent(Agent):
             torch.tensor([s.role for s in states]),
             cache,
             torch.tensor([s.tick for s in states]),
+            self._phonemes(states),
         )
         columns = [self._sample_audio(audio_logits[b], s.generator) for b, s in enumerate(states)]
         # the frame that is complete now: codebook 0 from d ticks ago, the rest from this tick
@@ -243,16 +254,25 @@ class SpeechLMAgent(Agent):
         choice = torch.multinomial(torch.softmax(top, dim=-1), 1, generator=generator)
         return index.gather(-1, choice)[:, 0]
 
+    def _phonemes(self, states: Sequence[LMState]) -> torch.Tensor | None:
+        """(B, slots) the phonemes read with each session's last text token (empty slots where none)."""
+        slots = self.m.lm.config.phoneme_slots
+        if not slots or all(s.prev_phonemes is None for s in states):
+            return None
+        none = torch.zeros(slots, dtype=torch.long)
+        return torch.stack([none if s.prev_phonemes is None else s.prev_phonemes for s in states])
+
     def _text_token(self, s: LMState, logits: torch.Tensor) -> int:
         token = int(torch.multinomial(torch.softmax(logits / max(self.temperature, 1e-5), -1), 1, generator=s.generator))
         u = s.utterance
         if u is None and s.say_queue and s.user_recent > 2:
             u = s.utterance = s.say_queue.popleft()
+        s.prev_phonemes = None
         if u is None:
             return token
         if token == PAD or not u.pending:
             return PAD
-        forced = u.pending.popleft()
+        forced, s.prev_phonemes = u.pending.popleft()
         u.said.append((s.tick, forced))
         return forced
 

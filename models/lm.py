@@ -8,7 +8,8 @@ streaming listen encoder), and predicts its text token and codec tokens for
 tick t+1:
 
     audio tokens(t-1) ─┐  sum of per-codebook embeddings
-    text token(t-1)  ──┼─► + role embedding ─► [block 0 ... block L-1] ─► RMSNorm ─► text head
+    text token(t-1)  ──┤  (+ that word's phonemes, when it starts one: models/phonemes.py)
+                       ├─► + role embedding ─► [block 0 ... block L-1] ─► RMSNorm ─► text head
                        │         ▲ listen(t) projected and added at the input of every block  └► codebook heads
                        ┘            (LSLM's middle fusion)
 
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from models.phonemes import ALPHABET_SIZE
 
 MODEL_TYPE = "duplex-sync-lm"
 
@@ -61,6 +64,8 @@ class SyncLMConfig:
     """Also predict the codec frame the partner will say next tick (SyncLLM's latency compensation: when
     the partner's slice arrives late over a network, the prediction stands in for it)."""
     tick_ms: int = 80
+    phoneme_slots: int = 0
+    """Phoneme characters read beside a word's first text token (models/phonemes.py); 0: no phoneme input."""
 
     @property
     def head_dim(self) -> int:
@@ -226,7 +231,11 @@ class SyncLM(nn.Module):
         self.partner_heads = nn.ModuleList(
             nn.Linear(c.hidden_size, c.codebook_size, bias=False) for _ in range(c.n_codebooks if c.partner_heads else 0)
         )
+        self.phoneme_embed = nn.Embedding(c.phoneme_slots * ALPHABET_SIZE, c.hidden_size) if c.phoneme_slots else None
         self.apply(self._init)
+        if self.phoneme_embed is not None:
+            # zero: a model started from one without phonemes computes what it did, and learns to use them
+            nn.init.zeros_(self.phoneme_embed.weight)
 
     @staticmethod
     def _init(m: nn.Module) -> None:
@@ -235,11 +244,15 @@ class SyncLM(nn.Module):
             if isinstance(m, nn.Linear) and m.bias is not None:
                 nn.init.zeros_(m.bias)
 
-    def _embed(self, audio_in: torch.Tensor, text_in: torch.Tensor, role: torch.Tensor) -> torch.Tensor:
-        """audio_in (B, Q, T), text_in (B, T), role (B,) -> (B, T, d)."""
+    def _embed(self, audio_in: torch.Tensor, text_in: torch.Tensor, role: torch.Tensor,
+               phonemes: torch.Tensor | None) -> torch.Tensor:
+        """audio_in (B, Q, T), text_in (B, T), role (B,), phonemes (B, T, slots) or None -> (B, T, d)."""
         x = self.text_embed(text_in) + self.role_embed(role)[:, None, :]
         for q, emb in enumerate(self.audio_embed):
             x = x + emb(audio_in[:, q])
+        if self.phoneme_embed is not None and phonemes is not None:
+            slot = torch.arange(phonemes.shape[-1]) * ALPHABET_SIZE
+            x = x + (self.phoneme_embed(phonemes + slot) * (phonemes > 0)[..., None]).sum(-2)
         return x
 
     def _heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -247,10 +260,12 @@ class SyncLM(nn.Module):
         partner = torch.stack([head(h) for head in self.partner_heads], dim=1) if self.config.partner_heads else None
         return self.text_head(h), torch.stack([head(h) for head in self.audio_heads], dim=1), partner
 
-    def forward(self, audio_in: torch.Tensor, text_in: torch.Tensor, listen: torch.Tensor, role: torch.Tensor):
+    def forward(self, audio_in: torch.Tensor, text_in: torch.Tensor, listen: torch.Tensor, role: torch.Tensor,
+                phonemes: torch.Tensor | None = None):
         """Teacher-forced whole sequences.
 
-        audio_in (B, Q, T) long, text_in (B, T) long, listen (B, T, listen_dim), role (B,) long.
+        audio_in (B, Q, T) long, text_in (B, T) long, listen (B, T, listen_dim), role (B,) long,
+        phonemes (B, T, phoneme_slots) long or None (none given).
         Returns text logits (B, T, V), audio logits (B, Q, T, codebook_size) and the partner's next-frame
         logits (B, Q, T, codebook_size), None without partner heads.
         """
@@ -261,7 +276,7 @@ class SyncLM(nn.Module):
         if T > c.sliding_window:
             i = torch.arange(T)
             mask = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < c.sliding_window)
-        x = self._embed(audio_in, text_in, role)
+        x = self._embed(audio_in, text_in, role, phonemes)
         for fuse, block in zip(self.listen_fusion, self.model.layers):
             x = block(x + fuse(listen), cos, sin, mask)
         return self._heads(x)
@@ -270,16 +285,18 @@ class SyncLM(nn.Module):
         c = self.config
         return [KVCache.empty(batch, c.num_key_value_heads, c.sliding_window, c.head_dim) for _ in range(c.num_hidden_layers)]
 
-    def step(self, audio_in, text_in, listen, role, cache: list[KVCache], positions: torch.Tensor):
+    def step(self, audio_in, text_in, listen, role, cache: list[KVCache], positions: torch.Tensor,
+             phonemes: torch.Tensor | None = None):
         """One tick for a batch: audio_in (B, Q), text_in (B,), listen (B, listen_dim), role (B,),
-        positions (B,) each session's tick index. Returns text logits (B, V), audio logits (B, Q, K) and
+        positions (B,) each session's tick index, phonemes (B, phoneme_slots) or None.
+        Returns text logits (B, V), audio logits (B, Q, K) and
         partner logits (B, Q, K) (None without partner heads)."""
         c = self.config
         cos, sin = rope_angles(positions, c.head_dim, c.rope_theta)
         cos, sin = cos[:, None, None, :], sin[:, None, None, :]
         slots = torch.arange(c.sliding_window)
         valid = (slots[None, :] <= positions[:, None]) | (positions[:, None] >= c.sliding_window)
-        x = self._embed(audio_in[:, :, None], text_in[:, None], role)
+        x = self._embed(audio_in[:, :, None], text_in[:, None], role, None if phonemes is None else phonemes[:, None])
         for fuse, block, layer_cache in zip(self.listen_fusion, self.model.layers, cache):
             x = block(x + fuse(listen)[:, None, :], cos, sin, valid, layer_cache, positions)
         text_logits, audio_logits, partner_logits = self._heads(x)

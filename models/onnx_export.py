@@ -57,17 +57,19 @@ class ListenStep(nn.Module):
 
 
 class LMStep(nn.Module):
-    """audio_in (B, Q), text_in (B,), listen (B, listen_dim), role (B,), positions (B,), *cache
+    """audio_in (B, Q), text_in (B,), listen (B, listen_dim), role (B,), positions (B,),
+    [phonemes (B, slots), for a model with phoneme input,] *cache
     -> text logits, audio logits, [partner logits,] *new cache (each layer's keys, then its values)."""
 
     def __init__(self, lm: SyncLM):
         super().__init__()
         self.lm = lm
 
-    def forward(self, audio_in, text_in, listen, role, positions, *cache: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, audio_in, text_in, listen, role, positions, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        phonemes, cache = (rest[0], rest[1:]) if self.lm.config.phoneme_slots else (None, rest)
         # step writes the cache in place; the graph's inputs stay untouched
         layers = [KVCache(k.clone(), v.clone()) for k, v in zip(cache[0::2], cache[1::2])]
-        logits = [x for x in self.lm.step(audio_in, text_in, listen, role, layers, positions) if x is not None]
+        logits = [x for x in self.lm.step(audio_in, text_in, listen, role, layers, positions, phonemes) if x is not None]
         return (*logits, *(t for layer in layers for t in (layer.k, layer.v)))
 
 
@@ -124,9 +126,13 @@ def export_lm_step(lm: SyncLM, path: str | os.PathLike) -> None:
     c = lm.config
     inputs = (torch.zeros(2, c.n_codebooks, dtype=torch.long), torch.zeros(2, dtype=torch.long),
               torch.zeros(2, c.listen_dim), torch.zeros(2, dtype=torch.long), torch.tensor([0, 1]))
+    names = ["audio_in", "text_in", "listen", "role", "positions"]
+    if c.phoneme_slots:
+        inputs += (torch.ones(2, c.phoneme_slots, dtype=torch.long),)
+        names.append("phonemes")
     cache = [t for layer in lm.new_cache(2) for t in (layer.k, layer.v)]
     outputs = ["text_logits", "audio_logits"] + (["partner_logits"] if c.partner_heads else [])
-    _export(LMStep(lm), (*inputs, *cache), ["audio_in", "text_in", "listen", "role", "positions"], outputs, Path(path))
+    _export(LMStep(lm), (*inputs, *cache), names, outputs, Path(path))
 
 
 class OnnxStep:
@@ -198,9 +204,14 @@ class OnnxLMStep:
     def __init__(self, lm: SyncLM, threads: int = 1):
         self.step = _session(export_lm_step, lm, threads)
         self.partner_heads = lm.config.partner_heads
+        self.phoneme_slots = lm.config.phoneme_slots
 
-    def __call__(self, audio_in, text_in, listen, role, cache: list[KVCache], positions: torch.Tensor):
+    def __call__(self, audio_in, text_in, listen, role, cache: list[KVCache], positions: torch.Tensor,
+                 phonemes: torch.Tensor | None = None):
         inputs = [audio_in.numpy(), text_in.numpy(), np.ascontiguousarray(listen.numpy()), role.numpy(), positions.numpy()]
+        if self.phoneme_slots:  # the graph always takes them: none given = all slots empty
+            none = torch.zeros(len(text_in), self.phoneme_slots, dtype=torch.long)
+            inputs.append((none if phonemes is None else phonemes).numpy())
         logits, new_cache = self.step.run(inputs, _arrays(t for layer in cache for t in (layer.k, layer.v)))
         for layer, k, v in zip(cache, new_cache[0::2], new_cache[1::2]):
             layer.k, layer.v = torch.from_numpy(k), torch.from_numpy(v)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from models.checkpoint import CheckpointError
+from models.phonemes import ALPHABET_SIZE
 from models.lm import (
     SyncLM,
     SyncLMConfig,
@@ -72,22 +73,68 @@ def test_sessions_at_different_positions_share_one_batch():
         torch.testing.assert_close(st[1], ref[0, 4], atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("partner_heads", [True, False])
-def test_onnxruntime_step_equals_torch_beyond_the_window(partner_heads):
+def phonemes_at_some_positions(B, T, slots, seed=0):
+    """(B, T, slots) phoneme ids where about a third of the positions start a word, empty elsewhere."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, ALPHABET_SIZE, (B, T, slots), generator=g)
+    return ids * (torch.rand(B, T, 1, generator=g) < 0.3)
+
+
+def with_trained_phonemes(config):
+    """A model with phoneme input whose phoneme embeddings are not the zeros it starts from."""
+    model = SyncLM(config).eval()
+    torch.nn.init.normal_(model.phoneme_embed.weight, std=0.5)
+    return model
+
+
+def test_phonemes_change_the_logits_and_stream_as_the_whole_sequence():
+    torch.manual_seed(0)
+    model = with_trained_phonemes(replace(TINY, phoneme_slots=4))
+    audio, text, listen, role = inputs(2, 9)
+    phonemes = phonemes_at_some_positions(2, 9, 4)
+    with torch.no_grad():
+        full_text, full_audio, _ = model(audio, text, listen, role, phonemes)
+        plain_text, _, _ = model(audio, text, listen, role)
+        assert not torch.allclose(full_text, plain_text)
+        cache = model.new_cache(2)
+        for t in range(9):
+            st, sa, _ = model.step(audio[:, :, t], text[:, t], listen[:, t], role, cache, torch.full((2,), t),
+                                   phonemes[:, t])
+            torch.testing.assert_close(st, full_text[:, t], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(sa, full_audio[:, :, t], atol=1e-5, rtol=1e-4)
+
+
+def test_phoneme_input_added_to_a_trained_model_starts_by_changing_nothing():
+    """Why the phoneme embeddings start at zero: a run can start from a checkpoint without them."""
+    torch.manual_seed(0)
+    before = SyncLM(TINY).eval()
+    after = SyncLM(replace(TINY, phoneme_slots=4)).eval()
+    after.load_state_dict({**before.state_dict(), "phoneme_embed.weight": after.phoneme_embed.weight})
+    audio, text, listen, role = inputs(2, 6)
+    with torch.no_grad():
+        expected = before(audio, text, listen, role)[0]
+        torch.testing.assert_close(after(audio, text, listen, role, phonemes_at_some_positions(2, 6, 4))[0], expected)
+
+
+@pytest.mark.parametrize("partner_heads,phoneme_slots", [(True, 0), (False, 0), (True, 4)])
+def test_onnxruntime_step_equals_torch_beyond_the_window(partner_heads, phoneme_slots):
     from models.onnx_export import OnnxLMStep
 
     torch.manual_seed(0)
-    model = SyncLM(replace(TINY, partner_heads=partner_heads)).eval()
+    config = replace(TINY, partner_heads=partner_heads, phoneme_slots=phoneme_slots)
+    model = with_trained_phonemes(config) if phoneme_slots else SyncLM(config).eval()
     onnx_step = OnnxLMStep(model)
     for B in (1, 3):  # exported at batch 2
         audio, text, listen, role = inputs(B, 15, seed=B)
+        phonemes = phonemes_at_some_positions(B, 15, phoneme_slots, seed=B) if phoneme_slots else None
         torch_cache, onnx_cache = model.new_cache(B), model.new_cache(B)
         with torch.no_grad():
             for t in range(15):  # 2.5 windows
                 args = (audio[:, :, t], text[:, t], listen[:, t], role)
                 positions = torch.arange(B) + t  # each session at its own position
-                expected = model.step(*args, torch_cache, positions)
-                got = onnx_step(*args, onnx_cache, positions)
+                given = None if phonemes is None or t % 4 == 3 else phonemes[:, t]  # sometimes none at all
+                expected = model.step(*args, torch_cache, positions, given)
+                got = onnx_step(*args, onnx_cache, positions, given)
                 assert (got[2] is None) == (expected[2] is None) == (not partner_heads)
                 for e, g in zip(expected, got):
                     if e is not None:

@@ -132,6 +132,30 @@ def test_the_agent_says_the_same_with_and_without_onnxruntime(tiny_folder):
     assert events[0] == events[1]
 
 
+def test_words_to_say_come_with_their_phonemes_alike_in_onnxruntime_and_torch(tiny_folder, tmp_path):
+    """A model with phoneme input reads each word's phonemes beside its first token (models/phonemes.py)."""
+    import torch
+
+    from duplex.lm_agent import SpeechLMAgent
+    from models.phonemes import phoneme_ids
+
+    models = load_agent_models(tiny_folder)
+    lm = SyncLM(dataclasses.replace(models.lm.config, phoneme_slots=8))
+    torch.nn.init.normal_(lm.phoneme_embed.weight, std=0.5)
+    models = AgentModels(lm.eval(), models.codec, models.listen, models.tokenizer)
+    agent = SpeechLMAgent(models, onnx=False)
+    state = agent.new_state()
+    agent.say(state, "hello there, francesca", "s")
+    pending = list(state.say_queue[0].pending)
+    assert [t for t, _ in pending] == models.tokenizer.encode("hello there, francesca")
+    starts = [p for _, p in pending if p is not None]
+    assert len(starts) == 3 and torch.equal(starts[0], torch.from_numpy(phoneme_ids("hello", 8)))
+    user = np.random.default_rng(2).normal(0, 0.05, 16000 * 2).astype(np.float32)
+    events = [respond_audio(SpeechLMAgent(models, onnx=onnx), user, seed=4, say="hello there").events
+              for onnx in (True, False)]
+    assert events[0] == events[1]
+
+
 def test_a_new_session_steps_without_error_before_its_first_frame_is_complete(tiny_folder):
     # the first `acoustic_delay` ticks have no complete codec frame: silence, not an out-of-range code
     from duplex.lm_agent import SpeechLMAgent

@@ -19,7 +19,7 @@ def parts(tiny_parts):
 
 
 def stage(parts, **kw):
-    return LSMStage(LSMStageConfig(lm=TINY_LM, codec=str(parts / "codec"), listen=str(parts / "listen"), ticks=40,
+    return LSMStage(LSMStageConfig(lm=kw.pop("lm", TINY_LM), codec=str(parts / "codec"), listen=str(parts / "listen"), ticks=40,
                                    vocab_size=300, **kw))
 
 
@@ -125,3 +125,21 @@ def test_user_events_stay_inside_the_window_when_the_speech_runs_past_it(parts):
     for index in range(40):
         e = s.example(index)
         assert e.stop_tick is None or e.stop_tick <= s.config.ticks + 3
+
+
+def test_words_come_with_their_phonemes_beside_their_first_token(parts):
+    from dataclasses import replace
+
+    from models.phonemes import phoneme_ids
+    from training.speech_lm_stage import BatchMaker
+
+    s = stage(parts, lm=replace(TINY_LM, phoneme_slots=6))
+    b = s.batch(0, 2, 0, 1)
+    starts = b.phonemes.any(-1)  # (B, T) positions that read a word's phonemes
+    assert starts.any() and (b.text_in[starts] != PAD).all()
+    first_word = s.example(0).words[0][0]
+    assert torch.equal(b.phonemes[0][starts[0]][0], torch.from_numpy(phoneme_ids(first_word, 6)))
+    # a stage where the model writes its own text gets none
+    m = s.batches
+    own_text = BatchMaker(m.codec, m.listen, m.tokenizer, m.lm_config, m.ticks, m.text_lead, give_phonemes=False)
+    assert own_text.encode([s.example(0)]).phonemes is None

@@ -52,6 +52,7 @@ class DialogueStageConfig(SpeechLMStageConfig):
 
 class DialogueStage(SpeechLMStage):
     name = "dialogue"
+    gives_words = False  # the model writes its own answers
 
     def __init__(self, config: DialogueStageConfig):
         data = Path(config.data).expanduser()

@@ -41,6 +41,7 @@ from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from audio.speech_cache import cached_speak_words
 from audio.tts import synthesize
 from duplex.domains import AGENT_VOICES, BACKCHANNELS, DOMAINS, SPLITS, sample_exchange
+from models.lm import SyncLMConfig
 from training.speech_lm_stage import Example, SpeechLMStage, SpeechLMStageConfig
 from training.speech_source import coloured_noise, random_voice
 from training.speech_text import reading_sentence, training_sentence
@@ -187,11 +188,15 @@ READING_POOL = {"sentence_pool": 8000, "reading_share": 0.4, "domain_share": 0.2
 """The pool of session 6 on: a grammar of 210 words taught the first stage-1 run to say those words and
 babble on held-out ones, so two fifths of the pool are dictionary words and one fifth the domains' answers."""
 
+WITH_PHONEMES = SyncLMConfig(phoneme_slots=24)
+"""The LM of session 7 on: words come with their phonemes (models/phonemes.py); 24 characters hold all but
+the longest words' mnemonics."""
+
 PRESETS: dict[str, tuple[LSMStageConfig, TrainConfig]] = {
-    "default": (LSMStageConfig(**READING_POOL),
+    "default": (LSMStageConfig(lm=WITH_PHONEMES, **READING_POOL),
                 TrainConfig(steps=6000, batch_size=8, lr=6e-4, lr_warmup_steps=200, checkpoint_minutes=5)),
     "listen": (
-        LSMStageConfig(listening=True, **READING_POOL),
+        LSMStageConfig(lm=WITH_PHONEMES, listening=True, **READING_POOL),
         TrainConfig(steps=4000, batch_size=8, lr=3e-4, lr_warmup_steps=100, checkpoint_minutes=5),
     ),
 }

@@ -10,7 +10,9 @@ them into token tensors aligned as the model reads them at run time
   codebooks 1.. of frame t - d, where frame f is the agent's audio of tick
   f + 1 + d (d = the acoustic delay); the model reads last position's column;
 - text stream: each word's tokens start `text_lead` ticks before its audio,
-  one token per tick, <pad> elsewhere (Moshi's inner monologue);
+  one token per tick, <pad> elsewhere (Moshi's inner monologue); for a model
+  with phoneme input, the word's phonemes come with its first token
+  (models/phonemes.py), in stages where the words are given to the model;
 - listen features: the frozen listen encoder on the user's channel.
 
 `SpeechLMStage` is the rest of what such a stage gives the training loop:
@@ -39,6 +41,7 @@ from models.checkpoint import config_to_dict, load_weights, read_pretrained
 from models.codec import Codec, load_codec
 from models.listen_encoder import ListenEncoder, load_listen_encoder
 from models.lm import MODEL_TYPE, SyncLM, SyncLMConfig
+from models.phonemes import phoneme_ids
 from models.text_tokenizer import PAD, TextTokenizer
 from training.speech_text import reading_sentence, training_sentence
 
@@ -73,6 +76,7 @@ class LMBatch:
     listen: torch.Tensor  # (B, T, listen_dim)
     role: torch.Tensor  # (B,)
     partner_target: torch.Tensor | None = None  # (B, Q, T), IGNORE where unknown
+    phonemes: torch.Tensor | None = None  # (B, T, phoneme_slots) beside text_in, None when none are given
 
 
 IGNORE = -100
@@ -111,31 +115,38 @@ def fitted_lm_config(base: SyncLMConfig, codec: Codec, listen: ListenEncoder, to
 
 class BatchMaker:
     def __init__(self, codec: Codec, listen: ListenEncoder, tokenizer: TextTokenizer, lm_config: SyncLMConfig,
-                 ticks: int, text_lead: int):
+                 ticks: int, text_lead: int, give_phonemes: bool = True):
+        """`give_phonemes`: whether the words' phonemes are input (for a model with phoneme slots): yes
+        where the words are given to say, no where the model writes its own text."""
         self.codec, self.listen, self.tokenizer = codec, listen, tokenizer
         self.lm_config, self.ticks, self.text_lead = lm_config, ticks, text_lead
+        self.phoneme_slots = lm_config.phoneme_slots if give_phonemes else 0
 
     @property
     def samples(self) -> int:
         """Length every Example's channels must have."""
         return (self.ticks + 2 + self.lm_config.acoustic_delay) * TICK_SAMPLES
 
-    def text_stream(self, words: list[tuple[str, float]]) -> np.ndarray:
-        """Target text token per position: each word's tokens from `text_lead` ticks before its audio."""
+    def text_stream(self, words: list[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+        """Target text token per position: each word's tokens from `text_lead` ticks before its audio;
+        and the phonemes (T, phoneme_slots) of each word at its first token's position (0 elsewhere)."""
         d = self.lm_config.acoustic_delay
         stream = np.full(self.ticks, PAD, dtype=np.int64)
+        phonemes = np.zeros((self.ticks, self.phoneme_slots), dtype=np.int64)
         position = 0
-        for (_, tick), tokens in zip(words, self.tokenizer.encode_words([w for w, _ in words])):
+        for (word, tick), tokens in zip(words, self.tokenizer.encode_words([w for w, _ in words])):
             first = int(tick) - self.text_lead - 1 - d
             if first < 0 and position == 0 and tick < self.text_lead + 1 + d:
                 first = 0  # a word already under way at the window's start still shows
             position = max(position, first)
+            if position < self.ticks and self.phoneme_slots:
+                phonemes[position] = phoneme_ids(word, self.phoneme_slots)
             for token in tokens:
                 if position >= self.ticks:
-                    return stream
+                    return stream, phonemes
                 stream[position] = token
                 position += 1
-        return stream
+        return stream, phonemes
 
     @torch.no_grad()
     def encode(self, examples: list[Example]) -> LMBatch:
@@ -147,22 +158,28 @@ class BatchMaker:
         target = torch.cat([codes[:, :1, 1 + d : T + 1 + d], codes[:, 1:, 1 : T + 1]], dim=1)
         audio_in = torch.full_like(target, self.lm_config.audio_bos)
         audio_in[:, :, 1:] = target[:, :, :-1]
-        text_target = torch.from_numpy(np.stack([self.text_stream(e.words) for e in examples]))
+        streams = [self.text_stream(e.words) for e in examples]
+        text_target = torch.from_numpy(np.stack([text for text, _ in streams]))
         text_in = torch.zeros_like(text_target)
         text_in[:, 1:] = text_target[:, :-1]
+        phonemes = None
+        if self.phoneme_slots:  # read beside the token they came with, a position later than its target
+            phonemes = torch.zeros(len(examples), T, self.phoneme_slots, dtype=torch.long)
+            phonemes[:, 1:] = torch.from_numpy(np.stack([p for _, p in streams]))[:, :-1]
         user = torch.from_numpy(np.stack([e.user[: T * TICK_SAMPLES] for e in examples]))
         listen = self.listen.encode(user).reshape(len(examples), T, -1)
         role = torch.tensor([e.role for e in examples], dtype=torch.long)
         partner = None
         if self.lm_config.partner_heads and all(e.partner_target is not None for e in examples):
             partner = torch.stack([e.partner_target for e in examples])
-        return LMBatch(audio_in, target, text_in, text_target, listen, role, partner)
+        return LMBatch(audio_in, target, text_in, text_target, listen, role, partner, phonemes)
 
 
 def lm_loss(model: nn.Module, batch: LMBatch) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy of the text stream plus the mean over codebooks of the audio tokens, plus (when the
     batch has the heard channel's tokens) PARTNER_WEIGHT x that of the partner's next frame."""
-    text_logits, audio_logits, partner_logits = model(batch.audio_in, batch.text_in, batch.listen, batch.role)
+    text_logits, audio_logits, partner_logits = model(batch.audio_in, batch.text_in, batch.listen, batch.role,
+                                                      batch.phonemes)
     text_loss = F.cross_entropy(text_logits.flatten(0, 1), batch.text_target.flatten())
     audio_loss = F.cross_entropy(audio_logits.flatten(0, 2), batch.audio_target.flatten())
     loss, metrics = text_loss + audio_loss, {"text": text_loss.item(), "audio": audio_loss.item()}
@@ -215,10 +232,14 @@ class SpeechLMStage:
         self.tokenizer = (TextTokenizer.load(config.init) if config.init
                           else TextTokenizer.train(tokenizer_corpus(config.seed, self.speaks_reading), config.vocab_size))
         self.lm_config = fitted_lm_config(config.lm, codec, listen, self.tokenizer)
-        self.batches = BatchMaker(codec, listen, self.tokenizer, self.lm_config, config.ticks, config.text_lead)
+        self.batches = BatchMaker(codec, listen, self.tokenizer, self.lm_config, config.ticks, config.text_lead,
+                                  self.gives_words)
 
     speaks_reading = False
     """Whether the stage's agent reads dictionary sentences (its tokenizer then learns merges from them too)."""
+    gives_words = True
+    """Whether the words to say are given (their phonemes then come with them), as in `agent.say`, or the
+    model writes its own text."""
 
     def example(self, index: int) -> Example:
         """The index-th training example: a pure function of (seed, index)."""
@@ -227,7 +248,11 @@ class SpeechLMStage:
     def build_model(self) -> nn.Module:
         model = SyncLM(self.lm_config)
         if self.config.init:
-            load_weights(model, read_pretrained(self.config.init)[1], self.config.init)
+            weights = read_pretrained(self.config.init)[1]
+            if model.phoneme_embed is not None and "phoneme_embed.weight" not in weights:
+                # phoneme input added to a model trained without it: it starts at zero (models/lm.py)
+                weights["phoneme_embed.weight"] = model.phoneme_embed.weight.detach().clone()
+            load_weights(model, weights, self.config.init)
         return model
 
     def model_config(self) -> dict[str, Any]:
