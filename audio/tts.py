@@ -27,7 +27,6 @@ from audio.piper_tts import PIPER_VOICES, PiperError, piper_speaker
 from audio.resample import resample
 from audio.timbres import espeak_data_path, espeak_program, timbre_names
 
-
 SPOKEN_FORMS = {"mm-hmm": {"espeak": "[[m@m'h@m]]", "piper": "[[məmˈhəm]]"}}
 """Written words the engines would read letter by letter ("em em hum"), and the phonemes that make them
 say them as people do (espeak-ng's ASCII phoneme names; IPA for Piper): the same sounds in both."""

@@ -189,7 +189,12 @@ def test_stoi_by_codebooks_matches_the_full_resynthesis(codec):
 def test_stoi_by_voice_names_the_held_out_variants_and_the_training_voices(codec):
     from pystoi import stoi
 
-    from training.codec_eval import held_out_speech, held_out_voice, resynthesize, stoi_by_voice
+    from training.codec_eval import (
+        held_out_speech,
+        held_out_voice,
+        resynthesize,
+        stoi_by_voice,
+    )
 
     scores = stoi_by_voice(codec, 2)
     assert set(scores) == {held_out_voice(0).variant, held_out_voice(1).variant, "training voices"}

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from models.checkpoint import CheckpointError
-from models.phonemes import ALPHABET_SIZE
 from models.lm import (
     SyncLM,
     SyncLMConfig,
@@ -13,6 +12,7 @@ from models.lm import (
     init_backbone_from_llama,
     undelay_codes,
 )
+from models.phonemes import ALPHABET_SIZE
 
 TINY = SyncLMConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                     intermediate_size=48, n_codebooks=3, codebook_size=16, text_vocab_size=10, listen_dim=12,

@@ -92,7 +92,11 @@ def test_a_few_steps_lower_the_loss_and_checkpoints_are_agents(parts, tmp_path):
 def test_the_pool_mixes_grammar_reading_and_domain_sentences(parts):
     """Shares as configured; reading sentences never use a held-out word; the default is the grammar alone
     (what runs made before the shares existed did)."""
-    from training.speech_text import _held_out_vocabulary, reading_sentence, training_sentence
+    from training.speech_text import (
+        _held_out_vocabulary,
+        reading_sentence,
+        training_sentence,
+    )
 
     s = stage(parts, reading_share=0.5, domain_share=0.3)
     texts = [s._pool_text(i) for i in range(300)]

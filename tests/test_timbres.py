@@ -10,7 +10,14 @@ import pytest
 
 from audio import timbres
 from audio.timbres import espeak_data_path, espeak_program, timbre_file, timbre_names
-from audio.tts import TTSError, Voice, check_voice, espeak_command, speak_words, synthesize
+from audio.tts import (
+    TTSError,
+    Voice,
+    check_voice,
+    espeak_command,
+    speak_words,
+    synthesize,
+)
 from training.speech_source import HELD_OUT_VARIANTS, random_voice
 
 TEXT = "The fisherman hid a stack of books."

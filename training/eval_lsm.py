@@ -90,6 +90,22 @@ def _user_event(kind: str, rng: np.random.Generator, length: int, onset_s: float
     return user
 
 
+def call_length(text: str) -> int:
+    """Samples of a call long enough for the agent to say the text and fall silent."""
+    return int((len(text.split()) * 0.45 + 4.0) * SAMPLE_RATE)
+
+
+def said_quietly(agent: Agent, text: str, seed: int, judge: str) -> tuple[np.ndarray, float]:
+    """The agent's audio when asked to say text to a silent user, and the judge's WER on it."""
+    quiet = respond_audio(agent, np.zeros(call_length(text), np.float32), seed=seed, say=text)
+    return quiet.agent_audio, wer(text, transcribe(quiet.agent_audio, model=judge)[0])
+
+
+def floor_wer(text: str, judge: str, agent_voice: Voice = AGENT_VOICES[0]) -> float:
+    """The judge's WER on the text rendered directly by espeak-ng in the agent's voice."""
+    return wer(text, transcribe(synthesize(text, agent_voice), model=judge)[0])
+
+
 def evaluate_agent(agent: Agent, sentences: int, seed: int = 0, judge: str = "base",
                    agent_voice: Voice = AGENT_VOICES[0]) -> dict:
     """The table row for one agent (it must be able to speak given text)."""
@@ -97,15 +113,15 @@ def evaluate_agent(agent: Agent, sentences: int, seed: int = 0, judge: str = "ba
     wers, floors, trials = [], [], []
     for i in range(sentences):
         text = held_out_sentence(i)
-        length = int((len(text.split()) * 0.45 + 4.0) * SAMPLE_RATE)
-        quiet = respond_audio(agent, np.zeros(length, np.float32), seed=seed + i, say=text)
-        wers.append(wer(text, transcribe(quiet.agent_audio, model=judge)[0]))
-        floors.append(wer(text, transcribe(synthesize(text, agent_voice), model=judge)[0]))
-        start = _speech_start(quiet.agent_audio)
+        length = call_length(text)
+        quiet_audio, quiet_wer = said_quietly(agent, text, seed + i, judge)
+        wers.append(quiet_wer)
+        floors.append(floor_wer(text, judge, agent_voice))
+        start = _speech_start(quiet_audio)
         if start is None:
             continue
         onset = start + ONSET_AFTER_S
-        level = float(np.sqrt(np.mean(quiet.agent_audio[quiet.agent_audio != 0] ** 2)) + 1e-4)
+        level = float(np.sqrt(np.mean(quiet_audio[quiet_audio != 0] ** 2)) + 1e-4)
         for kind in KINDS:
             user = _user_event(kind, rng, length, onset, level)
             r = respond_audio(agent, user, seed=seed + i, say=text)
