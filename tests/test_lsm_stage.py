@@ -147,3 +147,26 @@ def test_words_come_with_their_phonemes_beside_their_first_token(parts):
     m = s.batches
     own_text = BatchMaker(m.codec, m.listen, m.tokenizer, m.lm_config, m.ticks, m.text_lead, give_phonemes=False)
     assert own_text.encode([s.example(0)]).phonemes is None
+
+
+def test_hidden_spelling_turns_whole_words_to_pad_and_keeps_the_targets():
+    from training.speech_lm_stage import LMBatch, hide_spelling
+
+    text_in = torch.tensor([[0, 5, 6, 7, 8, 0, 9, 0]])
+    phonemes = torch.zeros(1, 8, 2, dtype=torch.long)
+    phonemes[0, [1, 3, 6], 0] = 4  # words start at 1 (tokens 5, 6), 3 (7, 8) and 6 (9)
+    batch = LMBatch(*[None] * 2, text_in, text_in.clone(), *[None] * 2, phonemes=phonemes)
+
+    class HideAt:  # an rng whose draws hide the words starting at the given positions
+        def __init__(self, positions):
+            self.positions = positions
+
+        def random(self, shape):
+            draws = np.ones(shape)
+            draws[0, self.positions] = 0.0
+            return draws
+
+    hide_spelling(batch, 0.5, HideAt([3]))
+    assert batch.text_in.tolist() == [[0, 5, 6, 0, 0, 0, 9, 0]]  # the second word only, up to the next start
+    hide_spelling(batch, 0.5, HideAt([1, 6]))
+    assert batch.text_in.tolist() == [[0] * 8] and batch.text_target.tolist() == [[0, 5, 6, 7, 8, 0, 9, 0]]

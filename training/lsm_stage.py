@@ -193,10 +193,10 @@ WITH_PHONEMES = SyncLMConfig(phoneme_slots=24)
 the longest words' mnemonics."""
 
 PRESETS: dict[str, tuple[LSMStageConfig, TrainConfig]] = {
-    "default": (LSMStageConfig(lm=WITH_PHONEMES, **READING_POOL),
+    "default": (LSMStageConfig(lm=WITH_PHONEMES, hide_spelling=0.3, **READING_POOL),
                 TrainConfig(steps=6000, batch_size=8, lr=6e-4, lr_warmup_steps=200, checkpoint_minutes=5)),
     "listen": (
-        LSMStageConfig(lm=WITH_PHONEMES, listening=True, **READING_POOL),
+        LSMStageConfig(lm=WITH_PHONEMES, hide_spelling=0.3, listening=True, **READING_POOL),
         TrainConfig(steps=4000, batch_size=8, lr=3e-4, lr_warmup_steps=100, checkpoint_minutes=5),
     ),
 }

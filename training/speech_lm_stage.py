@@ -175,6 +175,26 @@ class BatchMaker:
         return LMBatch(audio_in, target, text_in, text_target, listen, role, partner, phonemes)
 
 
+def hide_spelling(batch: LMBatch, share: float, rng: np.random.Generator) -> None:
+    """Turn the input text tokens of a share of the words that come with phonemes into <pad>, in place.
+
+    Why: a model that has learned a word's tokens has no reason to read its phonemes, and then says
+    words it never heard as badly as before (session 7 measured its codebook-0 loss 1% lower with
+    phonemes than without, 1259 steps after they were added). Words seen only as phonemes teach it to
+    read them. The targets keep every token, so the text head still learns when words come."""
+    if batch.phonemes is None or share <= 0:
+        return
+    starts = batch.phonemes.any(-1).numpy()  # (B, T) positions that read a word's phonemes
+    hidden = starts & (rng.random(starts.shape) < share)
+    text = batch.text_in.numpy().copy()
+    for b, t0 in zip(*np.nonzero(hidden)):
+        t = t0
+        while t < text.shape[1] and text[b, t] != PAD and (t == t0 or not starts[b, t]):  # the word's tokens
+            text[b, t] = PAD
+            t += 1
+    batch.text_in = torch.from_numpy(text)
+
+
 def lm_loss(model: nn.Module, batch: LMBatch) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy of the text stream plus the mean over codebooks of the audio tokens, plus (when the
     batch has the heard channel's tokens) PARTNER_WEIGHT x that of the partner's next frame."""
@@ -215,6 +235,8 @@ class SpeechLMStageConfig:
     ticks: int = 100
     """Length of an example, in ticks."""
     text_lead: int = 2
+    hide_spelling: float = 0.0
+    """Share of the words given with phonemes whose text tokens the model does not see (`hide_spelling`)."""
     vocab_size: int = 1024
     """Byte-level BPE: 256 bytes + <pad> + merges; ~1000 makes most words one token, so text keeps pace."""
     seed: int = 0
@@ -263,7 +285,9 @@ class SpeechLMStage:
 
     def batch(self, step: int, batch_size: int, rank: int, world_size: int) -> LMBatch:
         first = (step * world_size + rank) * batch_size
-        return self.batches.encode([self.example(first + i) for i in range(batch_size)])
+        batch = self.batches.encode([self.example(first + i) for i in range(batch_size)])
+        hide_spelling(batch, self.config.hide_spelling, np.random.default_rng([self.config.seed, step, rank, 8]))
+        return batch
 
     def loss(self, model: nn.Module, batch: LMBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         return lm_loss(model, batch)
