@@ -43,7 +43,7 @@ from models.codec import CodecStreamState
 from models.listen_encoder import ListenState
 from models.lm import KVCache
 from models.onnx_export import OnnxCodecDecoder, OnnxListenStep, OnnxLMStep
-from models.phonemes import phoneme_ids
+from models.phonemes import phoneme_ids, voiced_word
 from models.text_tokenizer import PAD
 
 SPEECH_RMS = 0.01
@@ -81,6 +81,8 @@ class LMState(AgentState):
     prev_text: int = PAD
     prev_phonemes: torch.Tensor | None = None
     """Phonemes of the word whose first token is prev_text (models with phoneme input; None otherwise)."""
+    announced: deque = field(default_factory=lambda: deque(maxlen=4))
+    """(position, phonemes) of the last words announced: which one is being voiced (models/phonemes.py)."""
     generator: torch.Generator | None = None
     utterance: Utterance | None = None
     say_queue: deque = field(default_factory=deque)
@@ -255,12 +257,20 @@ class SpeechLMAgent(Agent):
         return index.gather(-1, choice)[:, 0]
 
     def _phonemes(self, states: Sequence[LMState]) -> torch.Tensor | None:
-        """(B, slots) the phonemes read with each session's last text token (empty slots where none)."""
-        slots = self.m.lm.config.phoneme_slots
-        if not slots or all(s.prev_phonemes is None for s in states):
+        """(B, phoneme_width) what each session reads this tick: the phonemes that come with its last text
+        token and (second stream) those of the word it is voicing; empty slots where none."""
+        c = self.m.lm.config
+        if not c.phoneme_slots or all(s.prev_phonemes is None and not s.announced for s in states):
             return None
-        none = torch.zeros(slots, dtype=torch.long)
-        return torch.stack([none if s.prev_phonemes is None else s.prev_phonemes for s in states])
+        rows = torch.zeros(len(states), c.phoneme_width, dtype=torch.long)
+        for b, s in enumerate(states):
+            if s.prev_phonemes is not None:
+                rows[b, : c.phoneme_slots] = s.prev_phonemes
+            if c.phoneme_streams > 1 and s.announced:
+                k = voiced_word([position for position, _ in s.announced], s.tick, self.text_lead)
+                if k is not None:
+                    rows[b, c.phoneme_slots :] = s.announced[k][1]
+        return rows
 
     def _text_token(self, s: LMState, logits: torch.Tensor) -> int:
         token = int(torch.multinomial(torch.softmax(logits / max(self.temperature, 1e-5), -1), 1, generator=s.generator))
@@ -273,6 +283,8 @@ class SpeechLMAgent(Agent):
         if token == PAD or not u.pending:
             return PAD
         forced, s.prev_phonemes = u.pending.popleft()
+        if s.prev_phonemes is not None:
+            s.announced.append((s.tick + 1, s.prev_phonemes))  # read at the next position
         u.said.append((s.tick, forced))
         return forced
 

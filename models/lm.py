@@ -66,10 +66,17 @@ class SyncLMConfig:
     tick_ms: int = 80
     phoneme_slots: int = 0
     """Phoneme characters read beside a word's first text token (models/phonemes.py); 0: no phoneme input."""
+    phoneme_streams: int = 1
+    """1: the announced word's phonemes; 2: also, every tick, those of the word being voiced."""
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+    @property
+    def phoneme_width(self) -> int:
+        """Phoneme ids per position: the streams' slots side by side (announced first)."""
+        return self.phoneme_slots * self.phoneme_streams
 
     @property
     def audio_bos(self) -> int:
@@ -231,7 +238,7 @@ class SyncLM(nn.Module):
         self.partner_heads = nn.ModuleList(
             nn.Linear(c.hidden_size, c.codebook_size, bias=False) for _ in range(c.n_codebooks if c.partner_heads else 0)
         )
-        self.phoneme_embed = nn.Embedding(c.phoneme_slots * ALPHABET_SIZE, c.hidden_size) if c.phoneme_slots else None
+        self.phoneme_embed = nn.Embedding(c.phoneme_width * ALPHABET_SIZE, c.hidden_size) if c.phoneme_slots else None
         self.apply(self._init)
         if self.phoneme_embed is not None:
             # zero: a model started from one without phonemes computes what it did, and learns to use them
@@ -246,7 +253,7 @@ class SyncLM(nn.Module):
 
     def _embed(self, audio_in: torch.Tensor, text_in: torch.Tensor, role: torch.Tensor,
                phonemes: torch.Tensor | None) -> torch.Tensor:
-        """audio_in (B, Q, T), text_in (B, T), role (B,), phonemes (B, T, slots) or None -> (B, T, d)."""
+        """audio_in (B, Q, T), text_in (B, T), role (B,), phonemes (B, T, phoneme_width) or None -> (B, T, d)."""
         x = self.text_embed(text_in) + self.role_embed(role)[:, None, :]
         for q, emb in enumerate(self.audio_embed):
             x = x + emb(audio_in[:, q])
@@ -265,7 +272,7 @@ class SyncLM(nn.Module):
         """Teacher-forced whole sequences.
 
         audio_in (B, Q, T) long, text_in (B, T) long, listen (B, T, listen_dim), role (B,) long,
-        phonemes (B, T, phoneme_slots) long or None (none given).
+        phonemes (B, T, phoneme_width) long or None (none given).
         Returns text logits (B, T, V), audio logits (B, Q, T, codebook_size) and the partner's next-frame
         logits (B, Q, T, codebook_size), None without partner heads.
         """
@@ -288,7 +295,7 @@ class SyncLM(nn.Module):
     def step(self, audio_in, text_in, listen, role, cache: list[KVCache], positions: torch.Tensor,
              phonemes: torch.Tensor | None = None):
         """One tick for a batch: audio_in (B, Q), text_in (B,), listen (B, listen_dim), role (B,),
-        positions (B,) each session's tick index, phonemes (B, phoneme_slots) or None.
+        positions (B,) each session's tick index, phonemes (B, phoneme_width) or None.
         Returns text logits (B, V), audio logits (B, Q, K) and
         partner logits (B, Q, K) (None without partner heads)."""
         c = self.config

@@ -58,7 +58,7 @@ class ListenStep(nn.Module):
 
 class LMStep(nn.Module):
     """audio_in (B, Q), text_in (B,), listen (B, listen_dim), role (B,), positions (B,),
-    [phonemes (B, slots), for a model with phoneme input,] *cache
+    [phonemes (B, phoneme_width), for a model with phoneme input,] *cache
     -> text logits, audio logits, [partner logits,] *new cache (each layer's keys, then its values)."""
 
     def __init__(self, lm: SyncLM):
@@ -128,7 +128,7 @@ def export_lm_step(lm: SyncLM, path: str | os.PathLike) -> None:
               torch.zeros(2, c.listen_dim), torch.zeros(2, dtype=torch.long), torch.tensor([0, 1]))
     names = ["audio_in", "text_in", "listen", "role", "positions"]
     if c.phoneme_slots:
-        inputs += (torch.ones(2, c.phoneme_slots, dtype=torch.long),)
+        inputs += (torch.ones(2, c.phoneme_width, dtype=torch.long),)
         names.append("phonemes")
     cache = [t for layer in lm.new_cache(2) for t in (layer.k, layer.v)]
     outputs = ["text_logits", "audio_logits"] + (["partner_logits"] if c.partner_heads else [])
@@ -204,13 +204,13 @@ class OnnxLMStep:
     def __init__(self, lm: SyncLM, threads: int = 1):
         self.step = _session(export_lm_step, lm, threads)
         self.partner_heads = lm.config.partner_heads
-        self.phoneme_slots = lm.config.phoneme_slots
+        self.phoneme_width = lm.config.phoneme_width
 
     def __call__(self, audio_in, text_in, listen, role, cache: list[KVCache], positions: torch.Tensor,
                  phonemes: torch.Tensor | None = None):
         inputs = [audio_in.numpy(), text_in.numpy(), np.ascontiguousarray(listen.numpy()), role.numpy(), positions.numpy()]
-        if self.phoneme_slots:  # the graph always takes them: none given = all slots empty
-            none = torch.zeros(len(text_in), self.phoneme_slots, dtype=torch.long)
+        if self.phoneme_width:  # the graph always takes them: none given = all slots empty
+            none = torch.zeros(len(text_in), self.phoneme_width, dtype=torch.long)
             inputs.append((none if phonemes is None else phonemes).numpy())
         logits, new_cache = self.step.run(inputs, _arrays(t for layer in cache for t in (layer.k, layer.v)))
         for layer, k, v in zip(cache, new_cache[0::2], new_cache[1::2]):

@@ -116,17 +116,17 @@ def test_phoneme_input_added_to_a_trained_model_starts_by_changing_nothing():
         torch.testing.assert_close(after(audio, text, listen, role, phonemes_at_some_positions(2, 6, 4))[0], expected)
 
 
-@pytest.mark.parametrize("partner_heads,phoneme_slots", [(True, 0), (False, 0), (True, 4)])
-def test_onnxruntime_step_equals_torch_beyond_the_window(partner_heads, phoneme_slots):
+@pytest.mark.parametrize("partner_heads,phoneme_slots,phoneme_streams", [(True, 0, 1), (False, 0, 1), (True, 4, 2)])
+def test_onnxruntime_step_equals_torch_beyond_the_window(partner_heads, phoneme_slots, phoneme_streams):
     from models.onnx_export import OnnxLMStep
 
     torch.manual_seed(0)
-    config = replace(TINY, partner_heads=partner_heads, phoneme_slots=phoneme_slots)
+    config = replace(TINY, partner_heads=partner_heads, phoneme_slots=phoneme_slots, phoneme_streams=phoneme_streams)
     model = with_trained_phonemes(config) if phoneme_slots else SyncLM(config).eval()
     onnx_step = OnnxLMStep(model)
     for B in (1, 3):  # exported at batch 2
         audio, text, listen, role = inputs(B, 15, seed=B)
-        phonemes = phonemes_at_some_positions(B, 15, phoneme_slots, seed=B) if phoneme_slots else None
+        phonemes = phonemes_at_some_positions(B, 15, config.phoneme_width, seed=B) if phoneme_slots else None
         torch_cache, onnx_cache = model.new_cache(B), model.new_cache(B)
         with torch.no_grad():
             for t in range(15):  # 2.5 windows

@@ -140,7 +140,7 @@ def test_words_to_say_come_with_their_phonemes_alike_in_onnxruntime_and_torch(ti
     from models.phonemes import phoneme_ids
 
     models = load_agent_models(tiny_folder)
-    lm = SyncLM(dataclasses.replace(models.lm.config, phoneme_slots=8))
+    lm = SyncLM(dataclasses.replace(models.lm.config, phoneme_slots=8, phoneme_streams=2))
     torch.nn.init.normal_(lm.phoneme_embed.weight, std=0.5)
     models = AgentModels(lm.eval(), models.codec, models.listen, models.tokenizer)
     agent = SpeechLMAgent(models, onnx=False)
@@ -150,6 +150,14 @@ def test_words_to_say_come_with_their_phonemes_alike_in_onnxruntime_and_torch(ti
     assert [t for t, _ in pending] == models.tokenizer.encode("hello there, francesca")
     starts = [p for _, p in pending if p is not None]
     assert len(starts) == 3 and torch.equal(starts[0], torch.from_numpy(phoneme_ids("hello", 8)))
+    state.user_recent = 3  # the user has been silent: the utterance starts at the first text token
+    agent.step([state], np.zeros((1, 1280), np.float32))
+    assert state.prev_phonemes is not None  # this untrained model writes text on its first tick (seeded)
+    read = agent._phonemes([state])[0]
+    assert torch.equal(read[:8], starts[0]) and not read[8:].any()  # announced, not voiced yet
+    state.tick += 1  # one position later (agent.text_lead 2) the same word is voiced
+    state.prev_phonemes = None
+    assert torch.equal(agent._phonemes([state])[0][8:], starts[0])
     user = np.random.default_rng(2).normal(0, 0.05, 16000 * 2).astype(np.float32)
     events = [respond_audio(SpeechLMAgent(models, onnx=onnx), user, seed=4, say="hello there").events
               for onnx in (True, False)]

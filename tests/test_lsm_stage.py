@@ -32,7 +32,7 @@ def test_examples_are_deterministic_and_text_leads_the_speech(parts):
     s = stage(parts)
     a, b = s.example(3), s.example(3)
     assert torch.equal(a.agent_codes, b.agent_codes) and a.words == b.words
-    ta = s.batches.text_stream(a.words)
+    ta, _ = s.batches.text_stream(a.words)
     first_token = int(np.flatnonzero(ta != PAD)[0])
     first_voice = int(voiced_frames(s, a)[0])
     # tokens start text_lead + 1 + d ticks before the audio they announce (within a tick of rounding)
@@ -137,12 +137,17 @@ def test_words_come_with_their_phonemes_beside_their_first_token(parts):
     from models.phonemes import phoneme_ids
     from training.speech_lm_stage import BatchMaker
 
-    s = stage(parts, lm=replace(TINY_LM, phoneme_slots=6))
+    s = stage(parts, lm=replace(TINY_LM, phoneme_slots=6, phoneme_streams=2))
     b = s.batch(0, 2, 0, 1)
-    starts = b.phonemes.any(-1)  # (B, T) positions that read a word's phonemes
+    assert b.phonemes.shape == (2, 40, 12)
+    starts = b.phonemes[..., :6].any(-1)  # (B, T) positions that announce a word
     assert starts.any() and (b.text_in[starts] != PAD).all()
     first_word = s.example(0).words[0][0]
-    assert torch.equal(b.phonemes[0][starts[0]][0], torch.from_numpy(phoneme_ids(first_word, 6)))
+    first = int(starts[0].nonzero()[0])
+    assert torch.equal(b.phonemes[0, first, :6], torch.from_numpy(phoneme_ids(first_word, 6)))
+    # the second stream: that word is voiced from the next position (text_lead 2), until the next word's turn
+    assert not b.phonemes[0, first, 6:].any()
+    assert torch.equal(b.phonemes[0, first + 1, 6:], b.phonemes[0, first, :6])
     # a stage where the model writes its own text gets none
     m = s.batches
     own_text = BatchMaker(m.codec, m.listen, m.tokenizer, m.lm_config, m.ticks, m.text_lead, give_phonemes=False)
@@ -166,7 +171,7 @@ def test_hidden_spelling_turns_whole_words_to_pad_and_keeps_the_targets():
             draws[0, self.positions] = 0.0
             return draws
 
-    hide_spelling(batch, 0.5, HideAt([3]))
+    hide_spelling(batch, 0.5, HideAt([3]), slots=2)
     assert batch.text_in.tolist() == [[0, 5, 6, 0, 0, 0, 9, 0]]  # the second word only, up to the next start
-    hide_spelling(batch, 0.5, HideAt([1, 6]))
+    hide_spelling(batch, 0.5, HideAt([1, 6]), slots=2)
     assert batch.text_in.tolist() == [[0] * 8] and batch.text_target.tolist() == [[0, 5, 6, 7, 8, 0, 9, 0]]

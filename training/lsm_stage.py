@@ -188,9 +188,9 @@ READING_POOL = {"sentence_pool": 8000, "reading_share": 0.4, "domain_share": 0.2
 """The pool of session 6 on: a grammar of 210 words taught the first stage-1 run to say those words and
 babble on held-out ones, so two fifths of the pool are dictionary words and one fifth the domains' answers."""
 
-WITH_PHONEMES = SyncLMConfig(phoneme_slots=24)
-"""The LM of session 7 on: words come with their phonemes (models/phonemes.py); 24 characters hold all but
-the longest words' mnemonics."""
+WITH_PHONEMES = SyncLMConfig(phoneme_slots=24, phoneme_streams=2)
+"""The LM of session 7 on: words come with their phonemes, announced and while voiced (models/phonemes.py);
+24 characters hold all but the longest words' mnemonics."""
 
 PRESETS: dict[str, tuple[LSMStageConfig, TrainConfig]] = {
     "default": (LSMStageConfig(lm=WITH_PHONEMES, hide_spelling=0.3, **READING_POOL),

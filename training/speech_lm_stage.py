@@ -11,8 +11,9 @@ them into token tensors aligned as the model reads them at run time
   f + 1 + d (d = the acoustic delay); the model reads last position's column;
 - text stream: each word's tokens start `text_lead` ticks before its audio,
   one token per tick, <pad> elsewhere (Moshi's inner monologue); for a model
-  with phoneme input, the word's phonemes come with its first token
-  (models/phonemes.py), in stages where the words are given to the model;
+  with phoneme input, the word's phonemes come with its first token and
+  (second stream) while it is voiced (models/phonemes.py), in stages where
+  the words are given to the model;
 - listen features: the frozen listen encoder on the user's channel.
 
 `SpeechLMStage` is the rest of what such a stage gives the training loop:
@@ -41,7 +42,7 @@ from models.checkpoint import config_to_dict, load_weights, read_pretrained
 from models.codec import Codec, load_codec
 from models.listen_encoder import ListenEncoder, load_listen_encoder
 from models.lm import MODEL_TYPE, SyncLM, SyncLMConfig
-from models.phonemes import phoneme_ids
+from models.phonemes import phoneme_ids, voiced_word
 from models.text_tokenizer import PAD, TextTokenizer
 from training.speech_text import reading_sentence, training_sentence
 
@@ -120,33 +121,52 @@ class BatchMaker:
         where the words are given to say, no where the model writes its own text."""
         self.codec, self.listen, self.tokenizer = codec, listen, tokenizer
         self.lm_config, self.ticks, self.text_lead = lm_config, ticks, text_lead
-        self.phoneme_slots = lm_config.phoneme_slots if give_phonemes else 0
+        self.give_phonemes = give_phonemes and lm_config.phoneme_slots > 0
 
     @property
     def samples(self) -> int:
         """Length every Example's channels must have."""
         return (self.ticks + 2 + self.lm_config.acoustic_delay) * TICK_SAMPLES
 
-    def text_stream(self, words: list[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+    def text_stream(self, words: list[tuple[str, float]]) -> tuple[np.ndarray, list[tuple[int, str]]]:
         """Target text token per position: each word's tokens from `text_lead` ticks before its audio;
-        and the phonemes (T, phoneme_slots) of each word at its first token's position (0 elsewhere)."""
+        and each word in the window with the position of its first token."""
         d = self.lm_config.acoustic_delay
         stream = np.full(self.ticks, PAD, dtype=np.int64)
-        phonemes = np.zeros((self.ticks, self.phoneme_slots), dtype=np.int64)
+        starts = []
         position = 0
         for (word, tick), tokens in zip(words, self.tokenizer.encode_words([w for w, _ in words])):
             first = int(tick) - self.text_lead - 1 - d
             if first < 0 and position == 0 and tick < self.text_lead + 1 + d:
                 first = 0  # a word already under way at the window's start still shows
             position = max(position, first)
-            if position < self.ticks and self.phoneme_slots:
-                phonemes[position] = phoneme_ids(word, self.phoneme_slots)
+            if position < self.ticks:
+                starts.append((position, word))
             for token in tokens:
                 if position >= self.ticks:
-                    return stream, phonemes
+                    return stream, starts
                 stream[position] = token
                 position += 1
-        return stream, phonemes
+        return stream, starts
+
+    def phoneme_input(self, starts: list[tuple[int, str]]) -> np.ndarray:
+        """(T, phoneme_width) phoneme ids as the model reads them (models/phonemes.py): each word's beside
+        its first token (a position after that token's target), and with two streams, every position's
+        voiced word's in the second."""
+        c = self.lm_config
+        slots = c.phoneme_slots
+        out = np.zeros((self.ticks, c.phoneme_width), dtype=np.int64)
+        ids = [phoneme_ids(word, slots) for _, word in starts]
+        announced = [position + 1 for position, _ in starts]
+        for position, word_ids in zip(announced, ids):
+            if position < self.ticks:
+                out[position, :slots] = word_ids
+        if c.phoneme_streams > 1:
+            for position in range(self.ticks):
+                k = voiced_word(announced, position, self.text_lead)
+                if k is not None:
+                    out[position, slots:] = ids[k]
+        return out
 
     @torch.no_grad()
     def encode(self, examples: list[Example]) -> LMBatch:
@@ -163,9 +183,8 @@ class BatchMaker:
         text_in = torch.zeros_like(text_target)
         text_in[:, 1:] = text_target[:, :-1]
         phonemes = None
-        if self.phoneme_slots:  # read beside the token they came with, a position later than its target
-            phonemes = torch.zeros(len(examples), T, self.phoneme_slots, dtype=torch.long)
-            phonemes[:, 1:] = torch.from_numpy(np.stack([p for _, p in streams]))[:, :-1]
+        if self.give_phonemes:
+            phonemes = torch.from_numpy(np.stack([self.phoneme_input(starts) for _, starts in streams]))
         user = torch.from_numpy(np.stack([e.user[: T * TICK_SAMPLES] for e in examples]))
         listen = self.listen.encode(user).reshape(len(examples), T, -1)
         role = torch.tensor([e.role for e in examples], dtype=torch.long)
@@ -175,7 +194,7 @@ class BatchMaker:
         return LMBatch(audio_in, target, text_in, text_target, listen, role, partner, phonemes)
 
 
-def hide_spelling(batch: LMBatch, share: float, rng: np.random.Generator) -> None:
+def hide_spelling(batch: LMBatch, share: float, rng: np.random.Generator, slots: int) -> None:
     """Turn the input text tokens of a share of the words that come with phonemes into <pad>, in place.
 
     Why: a model that has learned a word's tokens has no reason to read its phonemes, and then says
@@ -184,7 +203,7 @@ def hide_spelling(batch: LMBatch, share: float, rng: np.random.Generator) -> Non
     read them. The targets keep every token, so the text head still learns when words come."""
     if batch.phonemes is None or share <= 0:
         return
-    starts = batch.phonemes.any(-1).numpy()  # (B, T) positions that read a word's phonemes
+    starts = batch.phonemes[..., :slots].any(-1).numpy()  # (B, T) positions that announce a word
     hidden = starts & (rng.random(starts.shape) < share)
     text = batch.text_in.numpy().copy()
     for b, t0 in zip(*np.nonzero(hidden)):
@@ -271,9 +290,12 @@ class SpeechLMStage:
         model = SyncLM(self.lm_config)
         if self.config.init:
             weights = read_pretrained(self.config.init)[1]
-            if model.phoneme_embed is not None and "phoneme_embed.weight" not in weights:
-                # phoneme input added to a model trained without it: it starts at zero (models/lm.py)
-                weights["phoneme_embed.weight"] = model.phoneme_embed.weight.detach().clone()
+            if model.phoneme_embed is not None:
+                # phoneme input (or its second stream) added to a model trained without it: the new
+                # embeddings start at zero (models/lm.py)
+                new = model.phoneme_embed.weight.detach().clone()
+                old = weights.get("phoneme_embed.weight", new[:0])
+                weights["phoneme_embed.weight"] = torch.cat([old, new[len(old) :]])
             load_weights(model, weights, self.config.init)
         return model
 
@@ -286,7 +308,8 @@ class SpeechLMStage:
     def batch(self, step: int, batch_size: int, rank: int, world_size: int) -> LMBatch:
         first = (step * world_size + rank) * batch_size
         batch = self.batches.encode([self.example(first + i) for i in range(batch_size)])
-        hide_spelling(batch, self.config.hide_spelling, np.random.default_rng([self.config.seed, step, rank, 8]))
+        hide_spelling(batch, self.config.hide_spelling, np.random.default_rng([self.config.seed, step, rank, 8]),
+                      self.lm_config.phoneme_slots)
         return batch
 
     def loss(self, model: nn.Module, batch: LMBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
