@@ -96,10 +96,13 @@ class LMState(AgentState):
 class SpeechLMAgent(Agent):
     can_say = True
 
-    def __init__(self, models: AgentModels, name: str = "speech-lm", role: int = 0, temperature: float = 0.8,
+    def __init__(self, models: AgentModels, name: str = "speech-lm", role: int = 0, temperature: float = 0.5,
                  top_k: int = 50, text_lead: int = 2, done_silence_ticks: int = 4, onnx: bool = True,
                  lanes: int | None = None):
-        """`lanes`: a tick's sessions are split into this many groups stepped in parallel threads (default:
+        """`temperature`: 0.5, because 0.8 (Moshi's) made the small models of session 7 harder to understand
+        (bench/bench_lsm_sampling.py; docs/benchmarks.md).
+
+        `lanes`: a tick's sessions are split into this many groups stepped in parallel threads (default:
         torch's thread budget, `torch.set_num_threads` before building the agent). onnxruntime and torch
         release the GIL in their kernels, so on 2 cores two lanes of 8 sessions take less time per tick than
         one batch of 16 (docs/benchmarks.md). The onnxruntime graphs get the whole budget too, for a lone
