@@ -1,0 +1,56 @@
+"""How much a speech LM reads the phonemes it is given: its losses with them and without.
+
+    python bench/bench_phoneme_reliance.py --model CHECKPOINT [--batches 4]
+
+Teacher-forced batches of the lsm stage-1 examples (the default pool, seed
+1, so not the batches it trained on), every text token visible; the
+cross-entropy of each codebook with the phonemes as the model was trained to
+read them, and with none. A model that ignores its phonemes shows the same
+losses both ways.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import replace
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch
+import torch.nn.functional as F
+
+from models.checkpoint import config_from_dict, read_pretrained
+from models.lm import MODEL_TYPE, SyncLMConfig
+from training.lsm_stage import PRESETS, LSMStage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a learned agent's checkpoint folder with phoneme input")
+    parser.add_argument("--batches", type=int, default=4)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    lm_config = config_from_dict(SyncLMConfig, read_pretrained(args.model)[0], MODEL_TYPE, args.model)
+    base = PRESETS["default"][0]
+    stage = LSMStage(replace(base, lm=lm_config, init=args.model, codec=f"{args.model}/codec",
+                             listen=f"{args.model}/listen", hide_spelling=0.0, seed=1))
+    model = stage.build_model().eval()
+    losses = {"with phonemes": torch.zeros(lm_config.n_codebooks), "without": torch.zeros(lm_config.n_codebooks)}
+    with torch.no_grad():
+        for step in range(args.batches):
+            b = stage.batch(step, 8, 0, 1)
+            for name, phonemes in (("with phonemes", b.phonemes), ("without", None)):
+                audio = model(b.audio_in, b.text_in, b.listen, b.role, phonemes)[1]
+                for q in range(lm_config.n_codebooks):
+                    losses[name][q] += F.cross_entropy(audio[:, q].flatten(0, 1), b.audio_target[:, q].flatten())
+    print(f"{args.model}: cross-entropy per codebook, {args.batches} batches of 8 x {stage.config.ticks} ticks")
+    print("| phonemes | " + " | ".join(f"cb{q}" for q in range(lm_config.n_codebooks)) + " | mean |")
+    print("|---|" + "---:|" * (lm_config.n_codebooks + 1))
+    for name, total in losses.items():
+        per = total / args.batches
+        print(f"| {name} | " + " | ".join(f"{x:.3f}" for x in per.tolist()) + f" | {per.mean():.3f} |")
+
+
+if __name__ == "__main__":
+    main()
