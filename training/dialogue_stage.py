@@ -34,7 +34,7 @@ import torch
 
 from audio.frames import TICK_SAMPLES
 from training.dataset import DataError, read_dialogue, read_manifest
-from training.speech_lm_stage import IGNORE, Example, SpeechLMStage, SpeechLMStageConfig
+from training.speech_lm_stage import IGNORE, WITH_PHONEMES, Example, SpeechLMStage, SpeechLMStageConfig
 from training.trainer import TrainConfig
 
 AGENT, USER = 0, 1
@@ -123,7 +123,7 @@ def _dialogue(json_path: str) -> tuple[np.ndarray, tuple]:
 
 PRESETS: dict[str, tuple[DialogueStageConfig, TrainConfig]] = {
     "default": (
-        DialogueStageConfig(),
+        DialogueStageConfig(lm=WITH_PHONEMES),
         TrainConfig(steps=8000, batch_size=8, lr=3e-4, lr_warmup_steps=200, checkpoint_minutes=5),
     ),
 }

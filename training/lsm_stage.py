@@ -41,8 +41,7 @@ from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from audio.speech_cache import cached_speak_words
 from audio.tts import synthesize
 from duplex.domains import AGENT_VOICES, BACKCHANNELS, DOMAINS, SPLITS, sample_exchange
-from models.lm import SyncLMConfig
-from training.speech_lm_stage import Example, SpeechLMStage, SpeechLMStageConfig
+from training.speech_lm_stage import WITH_PHONEMES, Example, SpeechLMStage, SpeechLMStageConfig
 from training.speech_source import coloured_noise, random_voice
 from training.speech_text import reading_sentence, training_sentence
 from training.trainer import TrainConfig
@@ -187,10 +186,6 @@ def _rms(x: np.ndarray) -> float:
 READING_POOL = {"sentence_pool": 8000, "reading_share": 0.4, "domain_share": 0.2}
 """The pool of session 6 on: a grammar of 210 words taught the first stage-1 run to say those words and
 babble on held-out ones, so two fifths of the pool are dictionary words and one fifth the domains' answers."""
-
-WITH_PHONEMES = SyncLMConfig(phoneme_slots=24, phoneme_streams=2)
-"""The LM of session 7 on: words come with their phonemes, announced and while voiced (models/phonemes.py);
-24 characters hold all but the longest words' mnemonics."""
 
 PRESETS: dict[str, tuple[LSMStageConfig, TrainConfig]] = {
     "default": (LSMStageConfig(lm=WITH_PHONEMES, hide_spelling=0.3, **READING_POOL),

@@ -80,6 +80,11 @@ class LMBatch:
     phonemes: torch.Tensor | None = None  # (B, T, phoneme_slots) beside text_in, None when none are given
 
 
+WITH_PHONEMES = SyncLMConfig(phoneme_slots=24, phoneme_streams=2)
+"""The recipe's LM from session 7 on: given words come with their phonemes, announced and while voiced
+(models/phonemes.py); 24 characters hold all but the longest words' mnemonics. Every stage's preset uses
+it, since a stage starts from the weights of the one before."""
+
 IGNORE = -100
 """Target id that the cross-entropy skips."""
 PARTNER_WEIGHT = 0.5
