@@ -23,7 +23,11 @@ from models.listen_encoder import (
     save_listen_encoder,
 )
 from models.lm import MODEL_TYPE, SyncLM, SyncLMConfig
-from models.text_tokenizer import TextTokenizer
+from models.text_tokenizer import TOKENIZER_NAME, TextTokenizer
+
+
+COMPANIONS = (TOKENIZER_NAME, "codec", "listen")
+"""What an agent folder holds besides the speech LM's config and weights."""
 
 
 @dataclass

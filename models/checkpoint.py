@@ -134,8 +134,9 @@ def save_pretrained(folder: str | os.PathLike, config: dict[str, Any], model: to
 
 
 def write_pretrained(folder: str | os.PathLike, config: dict[str, Any], tensors: dict[str, torch.Tensor],
-                     files: dict[str, str] | None = None) -> None:
-    """Write config.json, model.safetensors and text `files` into `folder`, replacing it atomically.
+                     files: dict[str, str] | None = None, copies: dict[str, Path] | None = None) -> None:
+    """Write config.json, model.safetensors, text `files` and `copies` (name -> a file or folder to copy)
+    into `folder`, replacing it atomically.
 
     Other files already in the folder (a model card, say) are carried over unless `files` replaces them.
     """
@@ -152,6 +153,11 @@ def write_pretrained(folder: str | os.PathLike, config: dict[str, Any], tensors:
         write_json(staging / CONFIG_NAME, config)
         for name, text in (files or {}).items():
             (staging / name).write_text(text)
+        for name, source in (copies or {}).items():
+            if Path(source).is_dir():
+                shutil.copytree(source, staging / name)
+            else:
+                shutil.copy2(source, staging / name)
         retired = folder.with_name(f".{folder.name}.old")
         if folder.exists():
             shutil.rmtree(retired, ignore_errors=True)

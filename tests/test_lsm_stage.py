@@ -87,6 +87,18 @@ def test_a_few_steps_lower_the_loss_and_checkpoints_are_agents(parts, tmp_path):
 
     out = respond_audio(agent, np.zeros(16000, np.float32)).agent_audio
     assert out.shape == (16000,)
+    # released, it is still a complete agent (tokenizer, codec and listen encoder beside the weights)
+    import dataclasses
+
+    from models.checkpoint import write_json
+    from training.release_cli import release
+
+    write_json(trainer.folder.root / "run.json", {"stage": "lsm", "preset": "default",
+                                                  "stage_config": dataclasses.asdict(s.config),
+                                                  "train": dataclasses.asdict(trainer.config)})
+    release(trainer.folder.latest(), tmp_path / "shipped", fp16=True, status="tiny")
+    shipped = load_agent(str(tmp_path / "shipped"), virtual_clock=True)
+    assert respond_audio(shipped, np.zeros(16000, np.float32)).agent_audio.shape == (16000,)
 
 
 def test_the_pool_mixes_grammar_reading_and_domain_sentences(parts):

@@ -8,7 +8,9 @@ DEST gets config.json, model.safetensors (floating tensors in fp16 with
 README.md, written from the run folder: the --status line given, the stage and its settings, the steps
 and training time of this run and of the runs it was initialised from, the
 commands that reproduce it, and the benchmark output given with --metrics,
-verbatim. Optimizer and trainer state stay behind. Writing is atomic.
+verbatim. A learned agent's checkpoint (stages lsm and dialogue) keeps its
+tokenizer, codec/ and listen/ beside the weights, as they are. Optimizer and
+trainer state stay behind. Writing is atomic.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from models.agent_checkpoint import COMPANIONS
 from models.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -176,7 +179,10 @@ def release(checkpoint: Path, dest: Path, fp16: bool = False, metrics: str | Non
     if fp16:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     size = sum(t.numel() * t.element_size() for t in weights.values())
-    write_pretrained(dest, config, weights, {CARD_NAME: model_card(config, history, fp16, metrics, size, status)})
+    # an agent folder (lsm, dialogue) ships with its tokenizer, codec and listen encoder, copied as they are
+    copies = {name: checkpoint / name for name in COMPANIONS if (checkpoint / name).exists()}
+    write_pretrained(dest, config, weights, {CARD_NAME: model_card(config, history, fp16, metrics, size, status)},
+                     copies)
 
 
 def run(args: argparse.Namespace) -> int:
