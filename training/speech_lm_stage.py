@@ -77,7 +77,7 @@ class LMBatch:
     listen: torch.Tensor  # (B, T, listen_dim)
     role: torch.Tensor  # (B,)
     partner_target: torch.Tensor | None = None  # (B, Q, T), IGNORE where unknown
-    phonemes: torch.Tensor | None = None  # (B, T, phoneme_slots) beside text_in, None when none are given
+    phonemes: torch.Tensor | None = None  # (B, T, phoneme_width) as read with text_in; None when none are given
 
 
 WITH_PHONEMES = SyncLMConfig(phoneme_slots=24, phoneme_streams=2)
@@ -203,9 +203,9 @@ def hide_spelling(batch: LMBatch, share: float, rng: np.random.Generator, slots:
     """Turn the input text tokens of a share of the words that come with phonemes into <pad>, in place.
 
     Why: a model that has learned a word's tokens has no reason to read its phonemes, and then says
-    words it never heard as badly as before (session 7 measured its codebook-0 loss 1% lower with
-    phonemes than without, 1259 steps after they were added). Words seen only as phonemes teach it to
-    read them. The targets keep every token, so the text head still learns when words come."""
+    words it never heard as badly as before (its codebook-0 loss was 1% lower with phonemes than
+    without, 1259 steps after they were added: docs/benchmarks.md). Words seen only as phonemes teach
+    it to read them. The targets keep every token, so the text head still learns when words come."""
     if batch.phonemes is None or share <= 0:
         return
     starts = batch.phonemes[..., :slots].any(-1).numpy()  # (B, T) positions that announce a word
