@@ -187,3 +187,21 @@ def test_hidden_spelling_turns_whole_words_to_pad_and_keeps_the_targets():
     assert batch.text_in.tolist() == [[0, 5, 6, 0, 0, 0, 9, 0]]  # the second word only, up to the next start
     hide_spelling(batch, 0.5, HideAt([1, 6]), slots=2)
     assert batch.text_in.tolist() == [[0] * 8] and batch.text_target.tolist() == [[0, 5, 6, 7, 8, 0, 9, 0]]
+
+
+def test_the_first_codebook_can_weigh_more_in_the_audio_loss(parts):
+    import torch.nn.functional as F
+
+    from training.speech_lm_stage import lm_loss
+
+    s = stage(parts)
+    batch = s.batch(0, 2, 0, 1)
+    model = s.build_model().eval()
+    with torch.no_grad():
+        plain, metrics = lm_loss(model, batch)
+        weighted, same_metrics = lm_loss(model, batch, first_codebook_weight=3.0)
+        audio = model(batch.audio_in, batch.text_in, batch.listen, batch.role, batch.phonemes)[1]
+    per = [F.cross_entropy(audio[:, q].flatten(0, 1), batch.audio_target[:, q].flatten()).item() for q in range(2)]
+    assert metrics["audio"] == pytest.approx(np.mean(per), rel=1e-5) and metrics["cb0"] == pytest.approx(per[0], rel=1e-5)
+    assert metrics == same_metrics  # the logged figures do not depend on the weight
+    assert (weighted - plain).item() == pytest.approx((3 * per[0] + per[1]) / 4 - np.mean(per), rel=1e-4, abs=1e-6)

@@ -194,9 +194,14 @@ PRESETS: dict[str, tuple[LSMStageConfig, TrainConfig]] = {
         LSMStageConfig(lm=WITH_PHONEMES, hide_spelling=0.3, listening=True, **READING_POOL),
         TrainConfig(steps=4000, batch_size=8, lr=3e-4, lr_warmup_steps=100, checkpoint_minutes=5),
     ),
+    "listen-cb0": (
+        LSMStageConfig(lm=WITH_PHONEMES, hide_spelling=0.3, listening=True, first_codebook_weight=4.0, **READING_POOL),
+        TrainConfig(steps=4000, batch_size=8, lr=3e-4, lr_warmup_steps=100, checkpoint_minutes=5),
+    ),
 }
 """Named settings: `default` is stage 1 (tts) from scratch; `listen` is stage 2, which
-needs --init pointing at a stage 1 checkpoint folder."""
+needs --init pointing at a stage 1 checkpoint folder; `listen-cb0` is stage 2 with codebook 0 weighted
+4x in the audio loss (session 7's experiment, docs/training.md)."""
 CONFIG_CLASS = LSMStageConfig
 
 

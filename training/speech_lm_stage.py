@@ -219,14 +219,20 @@ def hide_spelling(batch: LMBatch, share: float, rng: np.random.Generator, slots:
     batch.text_in = torch.from_numpy(text)
 
 
-def lm_loss(model: nn.Module, batch: LMBatch) -> tuple[torch.Tensor, dict[str, float]]:
-    """Cross-entropy of the text stream plus the mean over codebooks of the audio tokens, plus (when the
-    batch has the heard channel's tokens) PARTNER_WEIGHT x that of the partner's next frame."""
+def lm_loss(model: nn.Module, batch: LMBatch, first_codebook_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy of the text stream plus the audio tokens' averaged over codebooks, codebook 0
+    weighted `first_codebook_weight` to the others' 1, plus (when the batch has the heard channel's
+    tokens) PARTNER_WEIGHT x that of the partner's next frame. Logged: "audio" is the plain mean over
+    codebooks whatever the weight (comparable across runs), "cb0" codebook 0's."""
     text_logits, audio_logits, partner_logits = model(batch.audio_in, batch.text_in, batch.listen, batch.role,
                                                       batch.phonemes)
     text_loss = F.cross_entropy(text_logits.flatten(0, 1), batch.text_target.flatten())
-    audio_loss = F.cross_entropy(audio_logits.flatten(0, 2), batch.audio_target.flatten())
-    loss, metrics = text_loss + audio_loss, {"text": text_loss.item(), "audio": audio_loss.item()}
+    per_codebook = F.cross_entropy(audio_logits.permute(0, 3, 1, 2), batch.audio_target, reduction="none").mean((0, 2))
+    weights = torch.ones_like(per_codebook)
+    weights[0] = first_codebook_weight
+    audio_loss = (per_codebook * weights).sum() / weights.sum()
+    loss = text_loss + audio_loss
+    metrics = {"text": text_loss.item(), "audio": per_codebook.mean().item(), "cb0": per_codebook[0].item()}
     if partner_logits is not None and batch.partner_target is not None:
         partner_loss = F.cross_entropy(partner_logits.flatten(0, 2), batch.partner_target.flatten(), ignore_index=IGNORE)
         loss = loss + PARTNER_WEIGHT * partner_loss
@@ -259,6 +265,9 @@ class SpeechLMStageConfig:
     ticks: int = 100
     """Length of an example, in ticks."""
     text_lead: int = 2
+    first_codebook_weight: float = 1.0
+    """Weight of codebook 0 in the audio loss, the others' being 1: codebook 0 carries most of what is
+    said (Moshi weights its semantic codebook 100x)."""
     hide_spelling: float = 0.0
     """Share of the words given with phonemes whose text tokens the model does not see (`hide_spelling`)."""
     vocab_size: int = 1024
@@ -318,7 +327,7 @@ class SpeechLMStage:
         return batch
 
     def loss(self, model: nn.Module, batch: LMBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        return lm_loss(model, batch)
+        return lm_loss(model, batch, self.config.first_codebook_weight)
 
     def on_checkpoint(self, model: nn.Module, folder: Path, step: int) -> None:
         complete_agent_folder(folder, self.tokenizer, self.config.codec, self.config.listen)
