@@ -2,7 +2,7 @@
 
 Why: the text stream carries byte-level BPE tokens, and a small model learns
 slowly how spelling sounds: after an hour of training it said the words it
-had heard many times and babbled words it had never heard (docs/models.md).
+had heard many times and babbled words it had never heard (docs/benchmarks.md).
 English spelling is irregular; espeak-ng's pronunciation rules are not ours
 to relearn. So beside a word's first text token the model also reads the
 word's phonemes (espeak-ng's ASCII mnemonics, stress marks included), and
