@@ -122,11 +122,15 @@ class EspeakLibrary:
             i += 1
         return 0  # 0 = go on synthesising
 
+    def _use_voice(self, voice_name: str) -> None:
+        """Make the voice current (the library has one); call with the lock held."""
+        if self._lib.espeak_SetVoiceByName(voice_name.encode()) != 0:
+            raise EspeakLibraryError(f"unknown espeak-ng voice {voice_name!r}")
+
     def synthesize(self, text: str, voice_name: str, speed: int, pitch: int) -> RawSynthesis:
         """Speak text (plain UTF-8, no SSML) with an espeak-ng voice name such as "en-us+f3"."""
         with self._lock:
-            if self._lib.espeak_SetVoiceByName(voice_name.encode()) != 0:
-                raise EspeakLibraryError(f"unknown espeak-ng voice {voice_name!r}")
+            self._use_voice(voice_name)
             self._lib.espeak_SetParameter(_PARAM_RATE, speed, 0)
             self._lib.espeak_SetParameter(_PARAM_PITCH, pitch, 0)
             self._chunks, self._words, self._clause_ends = [], [], []
@@ -140,13 +144,11 @@ class EspeakLibrary:
             audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)
             return RawSynthesis(audio, self.sample_rate, self._words, self._clause_ends)
 
-
     def phonemes(self, text: str, voice_name: str) -> str:
         """espeak-ng's phonemes for text in its ASCII mnemonics (what `espeak-ng -x` prints), e.g.
         "h@l'oU" for "hello": stress marks included, clauses joined by spaces."""
         with self._lock:
-            if self._lib.espeak_SetVoiceByName(voice_name.encode()) != 0:
-                raise EspeakLibraryError(f"unknown espeak-ng voice {voice_name!r}")
+            self._use_voice(voice_name)
             # the library reads a clause per call and advances the pointer, to NULL at the end
             pointer = ctypes.c_char_p(text.encode())
             clauses = []

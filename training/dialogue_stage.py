@@ -34,7 +34,13 @@ import torch
 
 from audio.frames import TICK_SAMPLES
 from training.dataset import DataError, read_dialogue, read_manifest
-from training.speech_lm_stage import IGNORE, WITH_PHONEMES, Example, SpeechLMStage, SpeechLMStageConfig
+from training.speech_lm_stage import (
+    IGNORE,
+    WITH_PHONEMES,
+    Example,
+    SpeechLMStage,
+    SpeechLMStageConfig,
+)
 from training.trainer import TrainConfig
 
 AGENT, USER = 0, 1

@@ -31,7 +31,7 @@ and listen encoder copied in), so `duplex respond --model FOLDER` runs it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -41,7 +41,12 @@ from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from audio.speech_cache import cached_speak_words
 from audio.tts import synthesize
 from duplex.domains import AGENT_VOICES, BACKCHANNELS, DOMAINS, SPLITS, sample_exchange
-from training.speech_lm_stage import WITH_PHONEMES, Example, SpeechLMStage, SpeechLMStageConfig
+from training.speech_lm_stage import (
+    WITH_PHONEMES,
+    Example,
+    SpeechLMStage,
+    SpeechLMStageConfig,
+)
 from training.speech_source import coloured_noise, random_voice
 from training.speech_text import reading_sentence, training_sentence
 from training.trainer import TrainConfig
@@ -187,17 +192,14 @@ READING_POOL = {"sentence_pool": 8000, "reading_share": 0.4, "domain_share": 0.2
 """The pool of session 6 on: a grammar of 210 words taught the first stage-1 run to say those words and
 babble on held-out ones, so two fifths of the pool are dictionary words and one fifth the domains' answers."""
 
+LISTEN = LSMStageConfig(lm=WITH_PHONEMES, hide_spelling=0.3, listening=True, **READING_POOL)
+LISTEN_TRAIN = TrainConfig(steps=4000, batch_size=8, lr=3e-4, lr_warmup_steps=100, checkpoint_minutes=5)
+
 PRESETS: dict[str, tuple[LSMStageConfig, TrainConfig]] = {
     "default": (LSMStageConfig(lm=WITH_PHONEMES, hide_spelling=0.3, **READING_POOL),
                 TrainConfig(steps=6000, batch_size=8, lr=6e-4, lr_warmup_steps=200, checkpoint_minutes=5)),
-    "listen": (
-        LSMStageConfig(lm=WITH_PHONEMES, hide_spelling=0.3, listening=True, **READING_POOL),
-        TrainConfig(steps=4000, batch_size=8, lr=3e-4, lr_warmup_steps=100, checkpoint_minutes=5),
-    ),
-    "listen-cb0": (
-        LSMStageConfig(lm=WITH_PHONEMES, hide_spelling=0.3, listening=True, first_codebook_weight=4.0, **READING_POOL),
-        TrainConfig(steps=4000, batch_size=8, lr=3e-4, lr_warmup_steps=100, checkpoint_minutes=5),
-    ),
+    "listen": (LISTEN, LISTEN_TRAIN),
+    "listen-cb0": (replace(LISTEN, first_codebook_weight=4.0), LISTEN_TRAIN),
 }
 """Named settings: `default` is stage 1 (tts) from scratch; `listen` is stage 2, which
 needs --init pointing at a stage 1 checkpoint folder; `listen-cb0` is stage 2 with codebook 0 weighted
