@@ -49,6 +49,25 @@ def test_a_later_process_sees_the_same_sentence_pool(parts):
     assert torch.equal(first.agent_codes, again.agent_codes) and first.words == again.words
 
 
+def test_the_encoded_pool_kept_in_a_file_gives_the_same_examples(parts, tmp_path, monkeypatch):
+    """A run with worker processes encodes the whole pool once and keeps it; a later stage reads it back."""
+    import training.lsm_stage as lsm_stage
+
+    monkeypatch.setattr(lsm_stage, "CACHE_ROOT", tmp_path)
+    first = stage(parts, sentence_pool=5)
+    first.prepare(workers=0)
+    assert not first.pool_file().exists()  # in-process batches encode what they use, when they use it
+    first.prepare(workers=2, progress=False)
+    assert first.pool_file().is_file() and sorted(first._utterances) == list(range(5))
+    again = stage(parts, sentence_pool=5)
+    again.prepare(workers=0)
+    assert sorted(again._utterances) == list(range(5))
+    for i in range(8):
+        a, b = first.example(i), again.example(i)
+        assert torch.equal(a.agent_codes, b.agent_codes) and a.words == b.words
+    assert stage(parts, sentence_pool=6).pool_file() != first.pool_file()
+
+
 def test_interruptions_silence_the_target_and_backchannels_do_not(parts):
     s = stage(parts, listening=True, interrupt_prob=0.5, backchannel_prob=0.5, noise_prob=0.0)
     kinds = {}
@@ -73,6 +92,14 @@ def test_batches_align_tokens_as_the_agent_reads_them(parts):
     assert torch.equal(b.audio_in[:, :, 1:], b.audio_target[:, :, :-1])
     assert (b.audio_in[:, :, 0] == s.lm_config.audio_bos).all()
     assert torch.equal(b.text_in[:, 1:], b.text_target[:, :-1])
+
+
+def test_a_silent_batch_hears_what_the_encoder_makes_of_silence(parts):
+    """Stage 1's user channel is silent; its features are computed once, not per batch."""
+    s = stage(parts)
+    b = s.batch(0, 3, 0, 1)
+    direct = s.batches.listen.encode(torch.zeros(3, 40 * TICK_SAMPLES)).reshape(3, 40, -1)
+    assert torch.allclose(b.listen, direct, atol=1e-5)
 
 
 def test_a_few_steps_lower_the_loss_and_checkpoints_are_agents(parts, tmp_path):

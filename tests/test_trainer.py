@@ -71,6 +71,16 @@ def test_batches_made_ahead_in_a_thread_change_nothing(uninterrupted, tmp_path):
         assert torch.equal(value, in_turn.model.state_dict()[name]), name
 
 
+def test_batches_made_by_worker_processes_change_nothing(uninterrupted, tmp_path):
+    """With data_workers a DataLoader's processes make the batches (a GPU run); same steps, same weights."""
+    workers = Trainer(CodecStage(TINY), dataclasses.replace(TINY_TRAIN, data_workers=2), tmp_path, progress=False)
+    workers.run(until=2)
+    assert workers.step == 2
+    workers.run()  # a second run of the loop starts its workers at the step it is at
+    for name, value in weights(uninterrupted).items():
+        assert torch.equal(value, workers.model.state_dict()[name]), name
+
+
 def test_run_folder_holds_log_plot_and_loadable_checkpoint(uninterrupted):
     folder = uninterrupted.folder
     assert folder.plot.stat().st_size > 0
@@ -95,7 +105,9 @@ def test_learning_rate_warms_up_then_decays():
 
 
 def cli_args(**given) -> argparse.Namespace:
-    base = {k: None for k in ("steps", "batch_size", "lr", "seed", "threads", "checkpoint_minutes", "checkpoint_every", "log_every", "preset")}
+    from training.train_cli import TRAIN_FLAGS
+
+    base = {k: None for k in (*TRAIN_FLAGS, "preset")}
     return argparse.Namespace(stage="codec", run_dir="run", **{**base, **given})
 
 

@@ -101,6 +101,9 @@ class CodecStage:
         return self.source.batch(step, batch_size, rank, world_size)
 
     @torch.no_grad()
+    def prepare(self, workers: int, progress: bool) -> None:
+        pass
+
     def before_step(self, model: nn.Module, step: int, batch_size: int, rank: int, world_size: int) -> None:
         if self.config.init or step != self.config.autoencoder_steps:
             return

@@ -19,7 +19,10 @@ READING_POOL), rendered once with espeak-ng word timings and encoded once by
 the frozen codec (with silence around it), is placed as tokens on a canvas
 of steady-silence tokens at a random tick, and cut to silence tokens at an
 interruption (encoding every example's audio anew cost three times the
-training step itself); the user's channel is encoded by the frozen listen
+training step itself). A run with batch-making worker processes encodes the
+whole pool first and keeps it in one file under the cache folder
+(`prepare`), which the workers share and later runs (or a GPU machine the
+file is copied to) read back; the user's channel is encoded by the frozen listen
 encoder. Token timing follows the contract in
 duplex/lm_agent.py: the column at position t holds codebook 0 of frame t and
 codebooks 1.. of frame t - d, where frame f is the agent's audio of tick
@@ -31,16 +34,23 @@ and listen encoder copied in), so `duplex respond --model FOLDER` runs it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from tqdm import tqdm
 
+from audio.cache import CACHE_ROOT
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from audio.speech_cache import cached_speak_words
 from audio.tts import synthesize
 from duplex.domains import AGENT_VOICES, BACKCHANNELS, DOMAINS, SPLITS, sample_exchange
+from models.checkpoint import read_tensors, write_tensors
 from training.speech_lm_stage import (
     WITH_PHONEMES,
     Example,
@@ -51,6 +61,8 @@ from training.speech_source import coloured_noise, random_voice
 from training.speech_text import reading_sentence, training_sentence
 from training.trainer import TrainConfig
 
+POOL_VERSION = 1
+"""Bumped whenever what a pool file holds changes, so that stale files are never read."""
 COMMANDS = ("stop", "wait", "hold on", "stop please", "wait a second", "sorry, hold on")
 
 
@@ -138,6 +150,26 @@ class LSMStage(SpeechLMStage):
             self._utterances[sentence] = _Utterance(codes, words, len(speech.audio) / TICK_SAMPLES, _rms(speech.audio))
         return self._utterances[sentence]
 
+    def prepare(self, workers: int, progress: bool = True) -> None:
+        """Read the whole encoded pool from its file if an earlier run kept it; else, when worker processes
+        will make the batches, encode it all now and keep it, so that they share one copy."""
+        path = self.pool_file()
+        if path.is_file():
+            self._utterances = read_pool(path)
+        elif workers > 0:
+            for sentence in tqdm(range(self.config.sentence_pool), desc="encoding the sentence pool",
+                                 disable=not progress):
+                self._utterance(sentence)
+            write_pool(path, self._utterances)
+
+    def pool_file(self) -> Path:
+        """Where the encoded pool is kept: named by all that decides it (codec weights, texts, voice)."""
+        c = self.config
+        codec = hashlib.sha256((Path(c.codec) / "model.safetensors").read_bytes()).hexdigest()
+        key = json.dumps([POOL_VERSION, codec, c.seed, c.sentence_pool, c.reading_share, c.domain_share,
+                          asdict(AGENT_VOICES[0]), self.lm_config.acoustic_delay])
+        return CACHE_ROOT / "pools" / f"lsm-{hashlib.sha256(key.encode()).hexdigest()[:16]}.safetensors"
+
     @property
     def speaks_reading(self) -> bool:
         return self.config.reading_share > 0
@@ -182,6 +214,29 @@ class LSMStage(SpeechLMStage):
         part = audio[: len(user) - start]
         gain = level * 10 ** (rng.uniform(-6, 6) / 20) / _rms(part)
         user[start : start + len(part)] += part * gain
+
+
+def write_pool(path: Path, utterances: dict[int, _Utterance]) -> None:
+    """One safetensors file: every utterance's tokens end to end, their bounds, lengths and levels; the
+    words (with start ticks) as JSON in its metadata."""
+    order = sorted(utterances)
+    items = [utterances[i] for i in order]
+    bounds = np.cumsum([0] + [u.codes.shape[1] for u in items])
+    write_tensors(path, {"codes": torch.cat([u.codes for u in items], dim=1).to(torch.int16),
+                         "bounds": torch.from_numpy(bounds), "sentences": torch.tensor(order),
+                         "speech_ticks": torch.tensor([u.speech_ticks for u in items], dtype=torch.float64),
+                         "level": torch.tensor([u.level for u in items], dtype=torch.float64)},
+                  metadata={"words": json.dumps([u.words for u in items])})
+
+
+def read_pool(path: Path) -> dict[int, _Utterance]:
+    t = read_tensors(path)
+    with safe_open(str(path), "pt") as file:
+        words = json.loads(file.metadata()["words"])
+    bounds = t["bounds"].tolist()
+    return {int(sentence): _Utterance(t["codes"][:, bounds[k] : bounds[k + 1]].long(), [tuple(w) for w in words[k]],
+                                      float(t["speech_ticks"][k]), float(t["level"][k]))
+            for k, sentence in enumerate(t["sentences"].tolist())}
 
 
 def _rms(x: np.ndarray) -> float:

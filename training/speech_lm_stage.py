@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,11 @@ class LMBatch:
     role: torch.Tensor  # (B,)
     partner_target: torch.Tensor | None = None  # (B, Q, T), IGNORE where unknown
     phonemes: torch.Tensor | None = None  # (B, T, phoneme_width) as read with text_in; None when none are given
+
+    def to(self, device: torch.device) -> LMBatch:
+        """The batch on `device` (where the model is)."""
+        return LMBatch(**{f.name: None if (v := getattr(self, f.name)) is None else v.to(device)
+                          for f in dataclasses.fields(self)})
 
 
 WITH_PHONEMES = SyncLMConfig(phoneme_slots=24, phoneme_streams=2)
@@ -173,6 +179,12 @@ class BatchMaker:
                     out[position, slots:] = ids[k]
         return out
 
+    @cached_property
+    @torch.no_grad()
+    def _silence_features(self) -> torch.Tensor:
+        """(1, ticks, listen_dim) the listen encoder's features of a silent window."""
+        return self.listen.encode(torch.zeros(1, self.ticks * TICK_SAMPLES)).reshape(1, self.ticks, -1)
+
     @torch.no_grad()
     def encode(self, examples: list[Example]) -> LMBatch:
         T, d = self.ticks, self.lm_config.acoustic_delay
@@ -191,7 +203,10 @@ class BatchMaker:
         if self.give_phonemes:
             phonemes = torch.from_numpy(np.stack([self.phoneme_input(starts) for _, starts in streams]))
         user = torch.from_numpy(np.stack([e.user[: T * TICK_SAMPLES] for e in examples]))
-        listen = self.listen.encode(user).reshape(len(examples), T, -1)
+        if user.any():
+            listen = self.listen.encode(user).reshape(len(examples), T, -1)
+        else:  # stage 1 hears nothing: what the encoder makes of silence, computed once
+            listen = self._silence_features.expand(len(examples), -1, -1)
         role = torch.tensor([e.role for e in examples], dtype=torch.long)
         partner = None
         if self.lm_config.partner_heads and all(e.partner_target is not None for e in examples):
@@ -224,6 +239,7 @@ def lm_loss(model: nn.Module, batch: LMBatch, first_codebook_weight: float = 1.0
     weighted `first_codebook_weight` to the others' 1, plus (when the batch has the heard channel's
     tokens) PARTNER_WEIGHT x that of the partner's next frame. Logged: "audio" is the plain mean over
     codebooks whatever the weight (comparable across runs), "cb0" codebook 0's."""
+    batch = batch.to(next(model.parameters()).device)
     text_logits, audio_logits, partner_logits = model(batch.audio_in, batch.text_in, batch.listen, batch.role,
                                                       batch.phonemes)
     text_loss = F.cross_entropy(text_logits.flatten(0, 1), batch.text_target.flatten())
@@ -315,6 +331,9 @@ class SpeechLMStage:
 
     def model_config(self) -> dict[str, Any]:
         return config_to_dict(self.lm_config, MODEL_TYPE)
+
+    def prepare(self, workers: int, progress: bool) -> None:
+        pass
 
     def before_step(self, model: nn.Module, step: int, batch_size: int, rank: int, world_size: int) -> None:
         pass

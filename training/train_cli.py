@@ -36,8 +36,9 @@ STAGES: dict[str, ModuleType] = {
 
 STAGE_PATH_FLAGS = ("init", "data", "codec", "listen")
 """Flags that set a path in the stage's own config, for the stages that have that (text) field."""
-FREE_TO_CHANGE = {"steps", "threads", "checkpoint_minutes", "checkpoint_every", "log_every"}
-TRAIN_FLAGS = ("steps", "batch_size", "lr", "seed", "threads", "checkpoint_minutes", "checkpoint_every", "log_every")
+FREE_TO_CHANGE = {"steps", "threads", "data_workers", "checkpoint_minutes", "checkpoint_every", "log_every"}
+TRAIN_FLAGS = ("steps", "batch_size", "lr", "seed", "threads", "data_workers", "checkpoint_minutes", "checkpoint_every",
+               "log_every")
 
 
 class TrainSettingsError(Exception):
@@ -55,6 +56,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch threads per process (default 1)")
+    p.add_argument("--data-workers", type=int, help="processes making batches (default 0: one thread beside "
+                                                    "the loop); a GPU run wants most of the CPU cores")
     p.add_argument("--until", type=int, metavar="STEP",
                    help="stop with a checkpoint at STEP, on the schedule of --steps (a stage that ends early, "
                         "or a long run split into sessions; the same command without it goes on)")

@@ -21,8 +21,10 @@ for every stage:
   while the current step computes: making a batch means synthesising speech
   (an espeak-ng process) and, for the speech LM stages, running the frozen
   codec and listen encoder, which left the cores half idle between steps.
-  Batches are pure functions of (step, rank) that touch no torch RNG, so
-  this changes no result (tested).
+  With `data_workers` > 0 a torch DataLoader makes them in that many worker
+  processes instead, several steps ahead: what a GPU needs, whose steps are
+  far faster than one core makes batches. Batches are pure functions of
+  (step, rank) that touch no torch RNG, so neither changes a result (tested).
 - A tqdm progress bar, `log.jsonl` (one line per logged step) and `loss.png`.
 - Stopping: SIGTERM or Ctrl-C ends the run after the current step with a
   checkpoint, so a stopped run loses no work (a SIGKILL loses at most
@@ -53,6 +55,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from models.checkpoint import (
@@ -88,6 +91,8 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     checkpoint_every: int = 0  # steps; 0 = by time only
     threads: int = 1
+    data_workers: int = 0
+    """Processes making batches (a DataLoader's workers); 0: one thread beside the loop."""
 
 
 class Stage(Protocol):
@@ -108,6 +113,11 @@ class Stage(Protocol):
 
     def loss(self, model: nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """Scalar loss to minimise and the figures to log; `model` may be DDP-wrapped."""
+        ...
+
+    def prepare(self, workers: int, progress: bool) -> None:
+        """Hook run once before the loop, told how many worker processes will make batches (e.g. build
+        what they should share rather than each build their own)."""
         ...
 
     def before_step(self, model: nn.Module, step: int, batch_size: int, rank: int, world_size: int) -> None:
@@ -329,9 +339,11 @@ class Trainer:
         end = cfg.steps if until is None else min(until, cfg.steps)
         if main:
             self.folder.root.mkdir(parents=True, exist_ok=True)
+        self.stage.prepare(cfg.data_workers, main and self.progress)
         bar = tqdm(total=cfg.steps, initial=self.step, desc=self.stage.name, disable=not (main and self.progress))
         last_save, saved_step = time.monotonic(), self.step
-        with _Batches(self.stage, cfg.batch_size, self.dist, end, self.prefetch) as batches, _StopRequest() as stop:
+        with _Batches(self.stage, cfg.batch_size, self.dist, self.step, end, self.prefetch,
+                      cfg.data_workers) as batches, _StopRequest() as stop:
             while self.step < end and not stop.agreed(self.dist.world_size, self.dist.device):
                 started = time.monotonic()
                 metrics = self.train_step(self.step, batches)
@@ -359,18 +371,32 @@ class Trainer:
 
 
 class _Batches:
-    """The run's batches; with `ahead`, step s+1's is made in a background thread while step s trains.
-    A context manager that drops the batch in flight on exit (end of the run, or an error)."""
+    """The run's batches, steps `start` to `end` in order. With `ahead`, step s+1's is made in a background
+    thread while step s trains; with `workers`, a DataLoader makes them in that many processes, forked
+    after the stage is built so that they share what it holds (an encoded speech pool, say).
+    A context manager that drops the batches in flight on exit (end of the run, or an error)."""
 
-    def __init__(self, stage: Stage, batch_size: int, dist: Distributed, end: int, ahead: bool):
+    def __init__(self, stage: Stage, batch_size: int, dist: Distributed, start: int, end: int, ahead: bool,
+                 workers: int = 0):
         self.stage, self.batch_size, self.dist, self.end = stage, batch_size, dist, end
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-ahead") if ahead else None
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-ahead") if ahead and not workers else None
         self.ahead: tuple[int, Future] | None = None
+        self.loader = None
+        if workers and start < end:
+            steps = _StepBatches(stage, batch_size, dist.rank, dist.world_size)
+            self.loader = iter(DataLoader(steps, batch_size=None, sampler=range(start, end), num_workers=workers,
+                                          prefetch_factor=4, multiprocessing_context="fork"))
+            self.next_step = start
 
     def _make(self, step: int) -> Any:
         return self.stage.batch(step, self.batch_size, self.dist.rank, self.dist.world_size)
 
     def get(self, step: int) -> Any:
+        if self.loader is not None:
+            if step != self.next_step:
+                raise RuntimeError(f"batch of step {step} asked for, the workers make {self.next_step}")
+            self.next_step += 1
+            return next(self.loader)
         if self.ahead is not None and self.ahead[0] == step:
             batch = self.ahead[1].result()
         else:
@@ -385,6 +411,17 @@ class _Batches:
     def __exit__(self, *exc: object) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+        self.loader = None  # the iterator's end stops its workers
+
+
+class _StepBatches(Dataset):
+    """Step s's batch as item s, for a DataLoader (batch_size=None: the stage batches)."""
+
+    def __init__(self, stage: Stage, batch_size: int, rank: int, world_size: int):
+        self.stage, self.batch_size, self.rank, self.world_size = stage, batch_size, rank, world_size
+
+    def __getitem__(self, step: int) -> Any:
+        return self.stage.batch(step, self.batch_size, self.rank, self.world_size)
 
 
 class _StopRequest:
