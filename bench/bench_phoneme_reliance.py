@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import replace
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 import torch.nn.functional as F
 
-from models.checkpoint import config_from_dict, read_pretrained
-from models.lm import MODEL_TYPE, SyncLMConfig
-from training.lsm_stage import PRESETS, LSMStage
+from training.lsm_stage import stage_for_checkpoint
 
 
 def main() -> None:
@@ -31,10 +28,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4)
     args = parser.parse_args()
     torch.manual_seed(0)
-    lm_config = config_from_dict(SyncLMConfig, read_pretrained(args.model)[0], MODEL_TYPE, args.model)
-    base = PRESETS["default"][0]
-    stage = LSMStage(replace(base, lm=lm_config, init=args.model, codec=f"{args.model}/codec",
-                             listen=f"{args.model}/listen", hide_spelling=0.0, seed=1))
+    stage = stage_for_checkpoint(args.model, hide_spelling=0.0, seed=1)
+    lm_config = stage.lm_config
     model = stage.build_model().eval()
     losses = {"with phonemes": torch.zeros(lm_config.n_codebooks), "without": torch.zeros(lm_config.n_codebooks)}
     with torch.no_grad():

@@ -100,7 +100,7 @@ class RMSNorm(nn.Module):
 
 def rope_angles(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin for absolute positions (any shape) -> (*shape, head_dim), as Llama lays them out."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim))
     freqs = positions.to(torch.float32)[..., None] * inv_freq
     emb = torch.cat([freqs, freqs], dim=-1)
     return emb.cos(), emb.sin()
@@ -258,7 +258,7 @@ class SyncLM(nn.Module):
         for q, emb in enumerate(self.audio_embed):
             x = x + emb(audio_in[:, q])
         if self.phoneme_embed is not None and phonemes is not None:
-            slot = torch.arange(phonemes.shape[-1]) * ALPHABET_SIZE
+            slot = torch.arange(phonemes.shape[-1], device=phonemes.device) * ALPHABET_SIZE
             x = x + (self.phoneme_embed(phonemes + slot) * (phonemes > 0)[..., None]).sum(-2)
         return x
 
@@ -278,10 +278,10 @@ class SyncLM(nn.Module):
         """
         c = self.config
         T = text_in.shape[1]
-        cos, sin = rope_angles(torch.arange(T), c.head_dim, c.rope_theta)
+        cos, sin = rope_angles(torch.arange(T, device=text_in.device), c.head_dim, c.rope_theta)
         mask = None
         if T > c.sliding_window:
-            i = torch.arange(T)
+            i = torch.arange(T, device=text_in.device)
             mask = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < c.sliding_window)
         x = self._embed(audio_in, text_in, role, phonemes)
         for fuse, block in zip(self.listen_fusion, self.model.layers):

@@ -118,7 +118,7 @@ class ListenStage:
     def batch(self, step: int, batch_size: int, rank: int, world_size: int) -> SpeechBatch:
         return self.source.batch(step, batch_size, rank, world_size)
 
-    def prepare(self, workers: int, progress: bool) -> None:
+    def prepare(self, workers: int, progress: bool, device: torch.device) -> None:
         pass
 
     def before_step(self, model: nn.Module, step: int, batch_size: int, rank: int, world_size: int) -> None:

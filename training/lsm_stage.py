@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -48,9 +49,11 @@ from tqdm import tqdm
 from audio.cache import CACHE_ROOT
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from audio.speech_cache import cached_speak_words
-from audio.tts import synthesize
+from audio.tts import Speech, speak_words, synthesize
 from duplex.domains import AGENT_VOICES, BACKCHANNELS, DOMAINS, SPLITS, sample_exchange
-from models.checkpoint import read_tensors, write_tensors
+from models.checkpoint import config_from_dict, read_pretrained, read_tensors, write_tensors
+from models.codec import Codec
+from models.lm import MODEL_TYPE, SyncLMConfig
 from training.speech_lm_stage import (
     WITH_PHONEMES,
     Example,
@@ -62,6 +65,8 @@ from training.speech_text import reading_sentence, training_sentence
 from training.trainer import TrainConfig
 
 POOL_VERSION = 1
+ENCODE_BATCH = 64
+"""Sentences the codec encodes at once while making a pool."""
 """Bumped whenever what a pool file holds changes, so that stale files are never read."""
 COMMANDS = ("stop", "wait", "hold on", "stop please", "wait a second", "sorry, hold on")
 
@@ -143,24 +148,52 @@ class LSMStage(SpeechLMStage):
             # kept on disk whatever the voice: libespeak-ng renders a sentence slightly differently after other
             # sentences, so a resumed run must read the pool the first process rendered, not render it anew
             speech = cached_speak_words(self._pool_text(sentence), AGENT_VOICES[0], keep=True)
-            pad = (self.lm_config.acoustic_delay + 2) * TICK_SAMPLES
-            audio = np.concatenate([np.zeros(TICK_SAMPLES, np.float32), speech.audio, np.zeros(pad, np.float32)])
-            codes = self.batches.codec.encode_ticks(torch.from_numpy(audio[None]))[0]
-            words = [(w.text, w.start * SAMPLE_RATE / TICK_SAMPLES) for w in speech.words]
-            self._utterances[sentence] = _Utterance(codes, words, len(speech.audio) / TICK_SAMPLES, _rms(speech.audio))
+            self._utterances[sentence] = self._encode(self.batches.codec, [speech])[0]
         return self._utterances[sentence]
 
-    def prepare(self, workers: int, progress: bool = True) -> None:
+    @torch.no_grad()
+    def _encode(self, codec: Codec, speeches: list[Speech]) -> list[_Utterance]:
+        """Pooled utterances of rendered sentences, encoded together (the codec is causal: a sentence's
+        tokens do not depend on the padding after it), on the codec's device."""
+        pad = (self.lm_config.acoustic_delay + 2) * TICK_SAMPLES
+        audios = [np.concatenate([np.zeros(TICK_SAMPLES, np.float32), s.audio, np.zeros(pad, np.float32)])
+                  for s in speeches]
+        batch = np.zeros((len(audios), max(len(a) for a in audios)), np.float32)
+        for row, audio in zip(batch, audios):
+            row[: len(audio)] = audio
+        device = next(codec.parameters()).device
+        codes = codec.encode_ticks(torch.from_numpy(batch).to(device)).cpu()
+        return [_Utterance(c[:, : -(-len(a) // TICK_SAMPLES)].clone(),
+                           [(w.text, w.start * SAMPLE_RATE / TICK_SAMPLES) for w in s.words],
+                           len(s.audio) / TICK_SAMPLES, _rms(s.audio))
+                for c, a, s in zip(codes, audios, speeches)]
+
+    def prepare(self, workers: int, progress: bool = True, device: torch.device = torch.device("cpu")) -> None:
         """Read the whole encoded pool from its file if an earlier run kept it; else, when worker processes
-        will make the batches, encode it all now and keep it, so that they share one copy."""
+        will make the batches, make it all now and keep it, so that they share one copy: that many
+        processes render the sentences and the codec encodes them in batches on `device` (a GPU machine
+        makes a pool of 60,000 sentences in about a minute)."""
         path = self.pool_file()
         if path.is_file():
             self._utterances = read_pool(path)
-        elif workers > 0:
-            for sentence in tqdm(range(self.config.sentence_pool), desc="encoding the sentence pool",
-                                 disable=not progress):
-                self._utterance(sentence)
-            write_pool(path, self._utterances)
+            return
+        if workers <= 0:
+            return
+        codec = self.batches.codec.to(device)  # back on the CPU afterwards, where the batches are made
+        texts = {i: self._pool_text(i) for i in range(self.config.sentence_pool) if i not in self._utterances}
+        missing = sorted(texts, key=lambda i: len(texts[i]))  # batches of alike length: little padding
+        try:
+            with multiprocessing.get_context("fork").Pool(workers, _one_thread) as pool, \
+                    tqdm(total=len(missing), desc="making the sentence pool", disable=not progress) as bar:
+                rendered = pool.imap(_render, [texts[i] for i in missing], chunksize=16)
+                for first in range(0, len(missing), ENCODE_BATCH):
+                    chunk = missing[first : first + ENCODE_BATCH]
+                    speeches = [next(rendered) for _ in chunk]
+                    self._utterances.update(zip(chunk, self._encode(codec, speeches)))
+                    bar.update(len(chunk))
+        finally:
+            codec.to("cpu")
+        write_pool(path, self._utterances)
 
     def pool_file(self) -> Path:
         """Where the encoded pool is kept: named by all that decides it (codec weights, texts, voice)."""
@@ -239,6 +272,18 @@ def read_pool(path: Path) -> dict[int, _Utterance]:
             for k, sentence in enumerate(t["sentences"].tolist())}
 
 
+def _one_thread() -> None:
+    """A pool-making process resamples its speech with torch: on one thread, since the processes share
+    the cores (and a forked copy of the parent's thread pool would hang)."""
+    torch.set_num_threads(1)
+
+
+def _render(text: str) -> Speech:
+    """A pool-making process's job: one sentence in the agent's voice (the pool file keeps it, not the
+    speech cache)."""
+    return speak_words(text, AGENT_VOICES[0])
+
+
 def _rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-9
 
@@ -253,10 +298,15 @@ LISTEN_TRAIN = TrainConfig(steps=4000, batch_size=8, lr=3e-4, lr_warmup_steps=10
 PRESETS: dict[str, tuple[LSMStageConfig, TrainConfig]] = {
     "default": (LSMStageConfig(lm=WITH_PHONEMES, hide_spelling=0.3, **READING_POOL),
                 TrainConfig(steps=6000, batch_size=8, lr=6e-4, lr_warmup_steps=200, checkpoint_minutes=5)),
+    "gpu": (LSMStageConfig(lm=WITH_PHONEMES, hide_spelling=0.3, **{**READING_POOL, "sentence_pool": 100_000}),
+            TrainConfig(steps=7000, batch_size=128, lr=1e-3, lr_warmup_steps=200, checkpoint_minutes=3,
+                        data_workers=14)),
     "listen": (LISTEN, LISTEN_TRAIN),
     "listen-cb0": (replace(LISTEN, first_codebook_weight=4.0), LISTEN_TRAIN),
 }
-"""Named settings: `default` is stage 1 (tts) from scratch; `listen` is stage 2, which
+"""Named settings: `default` is stage 1 (tts) from scratch; `gpu` is stage 1 for a GPU machine with 16 cores
+(its 7000 steps took 7 minutes on an H200): batch 128 over a pool of 100,000 sentences, because 7000 such steps over
+the default pool of 8000 learned it by heart (docs/training.md, session 8); `listen` is stage 2, which
 needs --init pointing at a stage 1 checkpoint folder; `listen-cb0` is stage 2 with codebook 0 weighted
 4x in the audio loss (session 7's experiment, docs/training.md)."""
 CONFIG_CLASS = LSMStageConfig
@@ -264,3 +314,11 @@ CONFIG_CLASS = LSMStageConfig
 
 def build_stage(config: LSMStageConfig) -> LSMStage:
     return LSMStage(config)
+
+
+def stage_for_checkpoint(folder: str, preset: str = "default", **changes) -> LSMStage:
+    """The stage of `preset` as the agent checkpoint `folder` reads it (its LM config, tokenizer, codec and
+    listen encoder), with `changes` to the stage config: for benches that feed a trained model batches."""
+    lm_config = config_from_dict(SyncLMConfig, read_pretrained(folder)[0], MODEL_TYPE, folder)
+    return LSMStage(replace(PRESETS[preset][0], lm=lm_config, init=folder, codec=f"{folder}/codec",
+                            listen=f"{folder}/listen", **changes))

@@ -332,7 +332,7 @@ class SpeechLMStage:
     def model_config(self) -> dict[str, Any]:
         return config_to_dict(self.lm_config, MODEL_TYPE)
 
-    def prepare(self, workers: int, progress: bool) -> None:
+    def prepare(self, workers: int, progress: bool, device: torch.device) -> None:
         pass
 
     def before_step(self, model: nn.Module, step: int, batch_size: int, rank: int, world_size: int) -> None:

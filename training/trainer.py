@@ -115,9 +115,9 @@ class Stage(Protocol):
         """Scalar loss to minimise and the figures to log; `model` may be DDP-wrapped."""
         ...
 
-    def prepare(self, workers: int, progress: bool) -> None:
-        """Hook run once before the loop, told how many worker processes will make batches (e.g. build
-        what they should share rather than each build their own)."""
+    def prepare(self, workers: int, progress: bool, device: torch.device) -> None:
+        """Hook run once before the loop, told how many worker processes will make batches and where the
+        model trains (e.g. build what the workers should share rather than each build their own)."""
         ...
 
     def before_step(self, model: nn.Module, step: int, batch_size: int, rank: int, world_size: int) -> None:
@@ -339,7 +339,7 @@ class Trainer:
         end = cfg.steps if until is None else min(until, cfg.steps)
         if main:
             self.folder.root.mkdir(parents=True, exist_ok=True)
-        self.stage.prepare(cfg.data_workers, main and self.progress)
+        self.stage.prepare(cfg.data_workers, main and self.progress, self.dist.device)
         bar = tqdm(total=cfg.steps, initial=self.step, desc=self.stage.name, disable=not (main and self.progress))
         last_save, saved_step = time.monotonic(), self.step
         with _Batches(self.stage, cfg.batch_size, self.dist, self.step, end, self.prefetch,
