@@ -55,6 +55,24 @@ def test_late_hearing_delays_the_heard_channel(setup):
     assert delays == {0, 1, 2, 3}
 
 
+def test_the_channels_encoded_ahead_and_kept_give_the_same_examples(setup, tmp_path, monkeypatch):
+    """With batch workers the stage encodes every dialogue's channels first, in a pool of processes, and keeps
+    them in one file; a later stage reads it; the tokens are those encoded one dialogue at a time."""
+    import training.token_cache as token_cache
+
+    monkeypatch.setattr(token_cache, "CACHE_ROOT", tmp_path)
+    ahead = stage(setup)
+    ahead.prepare(workers=2, progress=False)
+    assert ahead.tokens_file().is_file() and len(ahead._codes) == 2 * len(ahead.dialogues)
+    again = stage(setup)
+    again.prepare(workers=0)
+    lazily = stage(setup)
+    for i in range(6):
+        a, b, c = ahead.example(i), again.example(i), lazily.example(i)
+        assert torch.equal(a.agent_codes, b.agent_codes) and torch.equal(a.partner_target, b.partner_target)
+        assert torch.equal(a.agent_codes, c.agent_codes)
+
+
 def test_a_few_steps_lower_the_loss(setup, tmp_path):
     trainer = Trainer(stage(setup), TrainConfig(steps=10, batch_size=2, lr=3e-3, lr_warmup_steps=1, log_every=1),
                       tmp_path / "run", progress=False)

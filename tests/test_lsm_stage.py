@@ -51,9 +51,9 @@ def test_a_later_process_sees_the_same_sentence_pool(parts):
 
 def test_the_encoded_pool_kept_in_a_file_gives_the_same_examples(parts, tmp_path, monkeypatch):
     """A run with worker processes encodes the whole pool once and keeps it; a later stage reads it back."""
-    import training.lsm_stage as lsm_stage
+    import training.token_cache as token_cache
 
-    monkeypatch.setattr(lsm_stage, "CACHE_ROOT", tmp_path)
+    monkeypatch.setattr(token_cache, "CACHE_ROOT", tmp_path)
     first = stage(parts, sentence_pool=5)
     first.prepare(workers=0)
     assert not first.pool_file().exists()  # in-process batches encode what they use, when they use it

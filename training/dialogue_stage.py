@@ -41,6 +41,7 @@ from training.speech_lm_stage import (
     SpeechLMStage,
     SpeechLMStageConfig,
 )
+from training.token_cache import cache_file, encode_all, read_token_file, write_token_file
 from training.trainer import TrainConfig
 
 AGENT, USER = 0, 1
@@ -99,6 +100,30 @@ class DialogueStage(SpeechLMStage):
         return Example(window[:, speaker].copy(), listen, words, role=role, kind=f"role{role}-delay{delay}",
                        agent_codes=codes, partner_target=self._partner_target(path, audio, heard, start_tick, delay))
 
+    def prepare(self, workers: int, progress: bool = True, device: torch.device | None = None) -> None:
+        """Read every train dialogue's channel tokens from their file if an earlier run kept it; else, when
+        worker processes will make the batches, encode them all now and keep them (training/token_cache.py):
+        each batch worker would otherwise encode the dialogues it meets anew, seconds per dialogue."""
+        path = self.tokens_file()
+        if path.is_file():
+            codes, _, keys = read_token_file(path)
+            self._codes = {(Path(name), channel): c.to(torch.int16) for (name, channel), c in zip(keys, codes)}
+            return
+        if workers <= 0:
+            return
+        made = encode_all(self.batches.codec, device or torch.device("cpu"), workers, _dialogue_audio,
+                          [str(p) for p in self.dialogues], _channels, "encoding the dialogues", progress)
+        for dialogue, (_, channels) in zip(self.dialogues, made):
+            for channel, codes in enumerate(channels):
+                self._codes[(dialogue, channel)] = codes.to(torch.int16)
+        keys = sorted(self._codes)
+        write_token_file(path, [self._codes[k] for k in keys], {}, [[str(p), channel] for p, channel in keys])
+
+    def tokens_file(self) -> Path:
+        """Where the dialogues' tokens are kept: named by the codec's weights and the train manifest."""
+        data = Path(self.config.data).expanduser().resolve()
+        return cache_file("dialogue-channels", self.config.codec, str(data), (data / "train.jsonl").read_text())
+
     def _partner_target(self, path: Path, audio: np.ndarray, heard: int, start_tick: int, delay: int) -> torch.Tensor:
         """The heard stream's codec frame of the tick after each position: the heard channel's tokens
         `delay` ticks late, IGNORE where the stream holds the delay's silence or runs past the dialogue."""
@@ -118,6 +143,15 @@ class DialogueStage(SpeechLMStage):
             wav = torch.from_numpy(np.ascontiguousarray(audio[:, channel]))[None]
             self._codes[key] = self.batches.codec.encode_ticks(wav)[0].to(torch.int16)
         return self._codes[key].long()
+
+
+def _dialogue_audio(path: str) -> np.ndarray:
+    """A token-making process's job: a dialogue's stereo audio."""
+    return read_dialogue(Path(path).with_suffix(".json"))[0]
+
+
+def _channels(audio: np.ndarray) -> list[np.ndarray]:
+    return [np.ascontiguousarray(audio[:, channel]) for channel in range(audio.shape[1])]
 
 
 @lru_cache(maxsize=64)

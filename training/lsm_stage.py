@@ -19,11 +19,9 @@ READING_POOL), rendered once with espeak-ng word timings and encoded once by
 the frozen codec (with silence around it), is placed as tokens on a canvas
 of steady-silence tokens at a random tick, and cut to silence tokens at an
 interruption (encoding every example's audio anew cost three times the
-training step itself). A run with batch-making worker processes encodes the
-whole pool first and keeps it in one file under the cache folder
-(`prepare`), which the workers share and later runs (or a GPU machine the
-file is copied to) read back; the user's channel is encoded by the frozen listen
-encoder. Token timing follows the contract in
+training step itself); a run with batch-making worker processes makes the
+whole pool first and keeps it in one file (training/token_cache.py). The
+user's channel is encoded by the frozen listen encoder. Token timing follows the contract in
 duplex/lm_agent.py: the column at position t holds codebook 0 of frame t and
 codebooks 1.. of frame t - d, where frame f is the agent's audio of tick
 f + 1 + d; each word's text tokens start `text_lead` ticks before its audio.
@@ -34,25 +32,18 @@ and listen encoder copied in), so `duplex respond --model FOLDER` runs it.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import multiprocessing
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from tqdm import tqdm
 
-from audio.cache import CACHE_ROOT
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from audio.speech_cache import cached_speak_words
 from audio.tts import Speech, speak_words, synthesize
 from duplex.domains import AGENT_VOICES, BACKCHANNELS, DOMAINS, SPLITS, sample_exchange
-from models.checkpoint import config_from_dict, read_pretrained, read_tensors, write_tensors
-from models.codec import Codec
+from models.checkpoint import config_from_dict, read_pretrained
 from models.lm import MODEL_TYPE, SyncLMConfig
 from training.speech_lm_stage import (
     WITH_PHONEMES,
@@ -62,6 +53,13 @@ from training.speech_lm_stage import (
 )
 from training.speech_source import coloured_noise, random_voice
 from training.speech_text import reading_sentence, training_sentence
+from training.token_cache import (
+    cache_file,
+    encode_all,
+    encode_together,
+    read_token_file,
+    write_token_file,
+)
 from training.trainer import TrainConfig
 
 POOL_VERSION = 1
@@ -148,60 +146,43 @@ class LSMStage(SpeechLMStage):
             # kept on disk whatever the voice: libespeak-ng renders a sentence slightly differently after other
             # sentences, so a resumed run must read the pool the first process rendered, not render it anew
             speech = cached_speak_words(self._pool_text(sentence), AGENT_VOICES[0], keep=True)
-            self._utterances[sentence] = self._encode(self.batches.codec, [speech])[0]
+            codes = encode_together(self.batches.codec, self._padded(speech))[0]
+            self._utterances[sentence] = self._pooled(speech, codes)
         return self._utterances[sentence]
 
-    @torch.no_grad()
-    def _encode(self, codec: Codec, speeches: list[Speech]) -> list[_Utterance]:
-        """Pooled utterances of rendered sentences, encoded together (the codec is causal: a sentence's
-        tokens do not depend on the padding after it), on the codec's device."""
-        pad = (self.lm_config.acoustic_delay + 2) * TICK_SAMPLES
-        audios = [np.concatenate([np.zeros(TICK_SAMPLES, np.float32), s.audio, np.zeros(pad, np.float32)])
-                  for s in speeches]
-        batch = np.zeros((len(audios), max(len(a) for a in audios)), np.float32)
-        for row, audio in zip(batch, audios):
-            row[: len(audio)] = audio
-        device = next(codec.parameters()).device
-        codes = codec.encode_ticks(torch.from_numpy(batch).to(device)).cpu()
-        return [_Utterance(c[:, : -(-len(a) // TICK_SAMPLES)].clone(),
-                           [(w.text, w.start * SAMPLE_RATE / TICK_SAMPLES) for w in s.words],
-                           len(s.audio) / TICK_SAMPLES, _rms(s.audio))
-                for c, a, s in zip(codes, audios, speeches)]
+    def _padded(self, speech: Speech) -> list[np.ndarray]:
+        """The speech as pooled: one silent tick before, enough after for the acoustic delay."""
+        after = (self.lm_config.acoustic_delay + 2) * TICK_SAMPLES
+        return [np.concatenate([np.zeros(TICK_SAMPLES, np.float32), speech.audio, np.zeros(after, np.float32)])]
 
-    def prepare(self, workers: int, progress: bool = True, device: torch.device = torch.device("cpu")) -> None:
+    @staticmethod
+    def _pooled(speech: Speech, codes: torch.Tensor) -> _Utterance:
+        return _Utterance(codes, [(w.text, w.start * SAMPLE_RATE / TICK_SAMPLES) for w in speech.words],
+                          len(speech.audio) / TICK_SAMPLES, _rms(speech.audio))
+
+    def prepare(self, workers: int, progress: bool = True, device: torch.device | None = None) -> None:
         """Read the whole encoded pool from its file if an earlier run kept it; else, when worker processes
-        will make the batches, make it all now and keep it, so that they share one copy: that many
-        processes render the sentences and the codec encodes them in batches on `device` (a GPU machine
-        makes a pool of 60,000 sentences in about a minute)."""
+        will make the batches, make it all now and keep it (training/token_cache.py), so that they share
+        one copy (a GPU machine's cores and codec make a pool of 100,000 sentences in minutes)."""
         path = self.pool_file()
         if path.is_file():
             self._utterances = read_pool(path)
             return
         if workers <= 0:
             return
-        codec = self.batches.codec.to(device)  # back on the CPU afterwards, where the batches are made
         texts = {i: self._pool_text(i) for i in range(self.config.sentence_pool) if i not in self._utterances}
         missing = sorted(texts, key=lambda i: len(texts[i]))  # batches of alike length: little padding
-        try:
-            with multiprocessing.get_context("fork").Pool(workers, _one_thread) as pool, \
-                    tqdm(total=len(missing), desc="making the sentence pool", disable=not progress) as bar:
-                rendered = pool.imap(_render, [texts[i] for i in missing], chunksize=16)
-                for first in range(0, len(missing), ENCODE_BATCH):
-                    chunk = missing[first : first + ENCODE_BATCH]
-                    speeches = [next(rendered) for _ in chunk]
-                    self._utterances.update(zip(chunk, self._encode(codec, speeches)))
-                    bar.update(len(chunk))
-        finally:
-            codec.to("cpu")
+        made = encode_all(self.batches.codec, device or torch.device("cpu"), workers, _render, [texts[i] for i in missing], self._padded,
+                          "making the sentence pool", progress)
+        for sentence, (speech, codes) in zip(missing, made):
+            self._utterances[sentence] = self._pooled(speech, codes[0])
         write_pool(path, self._utterances)
 
     def pool_file(self) -> Path:
         """Where the encoded pool is kept: named by all that decides it (codec weights, texts, voice)."""
         c = self.config
-        codec = hashlib.sha256((Path(c.codec) / "model.safetensors").read_bytes()).hexdigest()
-        key = json.dumps([POOL_VERSION, codec, c.seed, c.sentence_pool, c.reading_share, c.domain_share,
-                          asdict(AGENT_VOICES[0]), self.lm_config.acoustic_delay])
-        return CACHE_ROOT / "pools" / f"lsm-{hashlib.sha256(key.encode()).hexdigest()[:16]}.safetensors"
+        return cache_file("lsm-pool", c.codec, c.seed, c.sentence_pool, c.reading_share, c.domain_share,
+                          asdict(AGENT_VOICES[0]), self.lm_config.acoustic_delay)
 
     @property
     def speaks_reading(self) -> bool:
@@ -250,32 +231,21 @@ class LSMStage(SpeechLMStage):
 
 
 def write_pool(path: Path, utterances: dict[int, _Utterance]) -> None:
-    """One safetensors file: every utterance's tokens end to end, their bounds, lengths and levels; the
-    words (with start ticks) as JSON in its metadata."""
+    """The pool's tokens, lengths and levels, its words (with start ticks) as metadata."""
     order = sorted(utterances)
     items = [utterances[i] for i in order]
-    bounds = np.cumsum([0] + [u.codes.shape[1] for u in items])
-    write_tensors(path, {"codes": torch.cat([u.codes for u in items], dim=1).to(torch.int16),
-                         "bounds": torch.from_numpy(bounds), "sentences": torch.tensor(order),
-                         "speech_ticks": torch.tensor([u.speech_ticks for u in items], dtype=torch.float64),
-                         "level": torch.tensor([u.level for u in items], dtype=torch.float64)},
-                  metadata={"words": json.dumps([u.words for u in items])})
+    write_token_file(path, [u.codes for u in items],
+                     {"sentences": torch.tensor(order),
+                      "speech_ticks": torch.tensor([u.speech_ticks for u in items], dtype=torch.float64),
+                      "level": torch.tensor([u.level for u in items], dtype=torch.float64)},
+                     [u.words for u in items])
 
 
 def read_pool(path: Path) -> dict[int, _Utterance]:
-    t = read_tensors(path)
-    with safe_open(str(path), "pt") as file:
-        words = json.loads(file.metadata()["words"])
-    bounds = t["bounds"].tolist()
-    return {int(sentence): _Utterance(t["codes"][:, bounds[k] : bounds[k + 1]].long(), [tuple(w) for w in words[k]],
-                                      float(t["speech_ticks"][k]), float(t["level"][k]))
+    codes, t, words = read_token_file(path)
+    return {int(sentence): _Utterance(codes[k], [tuple(w) for w in words[k]], float(t["speech_ticks"][k]),
+                                      float(t["level"][k]))
             for k, sentence in enumerate(t["sentences"].tolist())}
-
-
-def _one_thread() -> None:
-    """A pool-making process resamples its speech with torch: on one thread, since the processes share
-    the cores (and a forked copy of the parent's thread pool would hang)."""
-    torch.set_num_threads(1)
 
 
 def _render(text: str) -> Speech:

@@ -1,0 +1,103 @@
+"""Codec tokens of many sentences or dialogues, made once and kept in one file.
+
+Encoding speech is what makes a speech LM's batch expensive, so the stages
+encode each sentence of their pool (lsm) or each channel of their dialogues
+(dialogue) once. When worker processes make the batches (`--data-workers`,
+a GPU run), a stage makes all of its tokens before the loop: processes
+produce the audio (render a sentence, read a dialogue) while the codec
+encodes it in batches on the training device. They are kept in one
+safetensors file under the cache folder, named by everything that decides
+its content, so that the batch workers share one copy and later runs (or
+another machine the file is copied to) read it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+from collections.abc import Callable, Iterator
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from tqdm import tqdm
+
+from audio.cache import CACHE_ROOT
+from audio.frames import TICK_SAMPLES
+from models.checkpoint import read_tensors, write_tensors
+from models.codec import Codec
+
+FORMAT_VERSION = 1
+"""Bumped whenever what a token file holds changes, so that stale files are never read."""
+ENCODE_BATCH = 64
+"""Audios the codec encodes at once."""
+
+
+def cache_file(kind: str, codec_folder: str | Path, *key: Any) -> Path:
+    """Where tokens of `kind` are kept: named by the codec's weights and `key` (JSON-able), all that
+    decides them."""
+    codec = hashlib.sha256((Path(codec_folder) / "model.safetensors").read_bytes()).hexdigest()
+    digest = hashlib.sha256(json.dumps([FORMAT_VERSION, codec, *key]).encode()).hexdigest()[:16]
+    return CACHE_ROOT / "tokens" / f"{kind}-{digest}.safetensors"
+
+
+@torch.no_grad()
+def encode_together(codec: Codec, audios: list[np.ndarray]) -> list[torch.Tensor]:
+    """Each audio's tokens (Q, ceil(len / tick)), encoded in one padded batch on the codec's device: the
+    codec is causal, so an audio's tokens do not depend on the padding after it."""
+    batch = np.zeros((len(audios), max(len(a) for a in audios)), np.float32)
+    for row, audio in zip(batch, audios):
+        row[: len(audio)] = audio
+    codes = codec.encode_ticks(torch.from_numpy(batch).to(next(codec.parameters()).device)).cpu()
+    return [c[:, : -(-len(a) // TICK_SAMPLES)].clone() for c, a in zip(codes, audios)]
+
+
+def encode_all(codec: Codec, device: torch.device, workers: int, produce: Callable[[Any], Any], jobs: list[Any],
+               audios_of: Callable[[Any], list[np.ndarray]], desc: str,
+               progress: bool) -> Iterator[tuple[Any, list[torch.Tensor]]]:
+    """(produce(job), the tokens of each of its audios) for every job, in order: `workers` forked processes
+    produce (a module-level function, so that only the job crosses to them), the codec encodes on
+    `device` and goes back to the CPU afterwards, where batches are made."""
+    codec.to(device)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, one_torch_thread) as pool, \
+                tqdm(total=len(jobs), desc=desc, disable=not progress) as bar:
+            produced = pool.imap(produce, jobs, chunksize=4)
+            for first in range(0, len(jobs), ENCODE_BATCH):
+                items = [next(produced) for _ in jobs[first : first + ENCODE_BATCH]]
+                audios = [audios_of(item) for item in items]
+                codes = encode_together(codec, [a for group in audios for a in group])
+                for item, group in zip(items, audios):
+                    yield item, codes[: len(group)]
+                    codes = codes[len(group) :]
+                bar.update(len(items))
+    finally:
+        codec.to("cpu")
+
+
+def one_torch_thread() -> None:
+    """A producing process: torch (resampling) on one thread, since the processes share the cores (and a
+    forked copy of the parent's thread pool would hang)."""
+    torch.set_num_threads(1)
+
+
+def write_token_file(path: Path, sequences: list[torch.Tensor], tensors: dict[str, torch.Tensor],
+                     metadata: Any) -> None:
+    """The sequences' tokens end to end (16-bit) with their bounds, other tensors as given, and JSON
+    metadata."""
+    bounds = np.cumsum([0] + [s.shape[1] for s in sequences])
+    write_tensors(path, {"codes": torch.cat(sequences, dim=1).to(torch.int16), "bounds": torch.from_numpy(bounds),
+                         **tensors}, metadata={"json": json.dumps(metadata)})
+
+
+def read_token_file(path: Path) -> tuple[list[torch.Tensor], dict[str, torch.Tensor], Any]:
+    """What `write_token_file` wrote: the sequences (int64), the other tensors, the metadata."""
+    tensors = read_tensors(path)
+    with safe_open(str(path), "pt") as file:
+        metadata = json.loads(file.metadata()["json"])
+    codes, bounds = tensors.pop("codes"), tensors.pop("bounds").tolist()
+    return [codes[:, a:b].long() for a, b in pairwise(bounds)], tensors, metadata
