@@ -58,7 +58,7 @@ def test_late_hearing_delays_the_heard_channel(setup):
 def test_the_channels_encoded_ahead_and_kept_give_the_same_examples(setup, tmp_path, monkeypatch):
     """With batch workers the stage encodes every dialogue's channels first, in a pool of processes, and keeps
     them in one file; a later stage reads it; the tokens are those encoded one dialogue at a time."""
-    import training.token_cache as token_cache
+    from training import token_cache
 
     monkeypatch.setattr(token_cache, "CACHE_ROOT", tmp_path)
     ahead = stage(setup)

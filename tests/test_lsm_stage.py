@@ -51,7 +51,7 @@ def test_a_later_process_sees_the_same_sentence_pool(parts):
 
 def test_the_encoded_pool_kept_in_a_file_gives_the_same_examples(parts, tmp_path, monkeypatch):
     """A run with worker processes encodes the whole pool once and keeps it; a later stage reads it back."""
-    import training.token_cache as token_cache
+    from training import token_cache
 
     monkeypatch.setattr(token_cache, "CACHE_ROOT", tmp_path)
     first = stage(parts, sentence_pool=5)

@@ -41,7 +41,12 @@ from training.speech_lm_stage import (
     SpeechLMStage,
     SpeechLMStageConfig,
 )
-from training.token_cache import cache_file, encode_all, read_token_file, write_token_file
+from training.token_cache import (
+    cache_file,
+    encode_all,
+    read_token_file,
+    write_token_file,
+)
 from training.trainer import TrainConfig
 
 AGENT, USER = 0, 1
