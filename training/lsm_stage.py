@@ -269,14 +269,15 @@ PRESETS: dict[str, tuple[LSMStageConfig, TrainConfig]] = {
     "default": (LSMStageConfig(lm=WITH_PHONEMES, hide_spelling=0.3, **READING_POOL),
                 TrainConfig(steps=6000, batch_size=8, lr=6e-4, lr_warmup_steps=200, checkpoint_minutes=5)),
     "gpu": (LSMStageConfig(lm=WITH_PHONEMES, hide_spelling=0.3, **{**READING_POOL, "sentence_pool": 100_000}),
-            TrainConfig(steps=7000, batch_size=128, lr=1e-3, lr_warmup_steps=200, checkpoint_minutes=3,
+            TrainConfig(steps=6000, batch_size=128, lr=1e-3, lr_warmup_steps=200, checkpoint_minutes=3,
                         data_workers=14)),
     "listen": (LISTEN, LISTEN_TRAIN),
     "listen-cb0": (replace(LISTEN, first_codebook_weight=4.0), LISTEN_TRAIN),
 }
-"""Named settings: `default` is stage 1 (tts) from scratch; `gpu` is stage 1 for a GPU machine with 16 cores
-(its 7000 steps took 7 minutes on an H200): batch 128 over a pool of 100,000 sentences, because 7000 such steps over
-the default pool of 8000 learned it by heart (docs/training.md, session 8); `listen` is stage 2, which
+"""Named settings: `default` is stage 1 (tts) from scratch; `gpu` is stage 1 for a GPU machine with 16 cores, in
+one ten-minute sitting on an H200 (about 3 minutes to make the pool, 6 for the steps): batch 128 over a
+pool of 100,000 sentences, because 7000 such steps over the default pool of 8000 learned it by heart
+(docs/training.md, session 8); `listen` is stage 2, which
 needs --init pointing at a stage 1 checkpoint folder; `listen-cb0` is stage 2 with codebook 0 weighted
 4x in the audio loss (session 7's experiment, docs/training.md)."""
 CONFIG_CLASS = LSMStageConfig
