@@ -61,6 +61,7 @@ def test_the_channels_encoded_ahead_and_kept_give_the_same_examples(setup, tmp_p
     from training import token_cache
 
     monkeypatch.setattr(token_cache, "CACHE_ROOT", tmp_path)
+    monkeypatch.setattr(token_cache, "ENCODE_SAMPLES", 500_000)  # a dialogue's two channels at a time
     ahead = stage(setup)
     ahead.prepare(workers=2, progress=False)
     assert ahead.tokens_file().is_file() and len(ahead._codes) == 2 * len(ahead.dialogues)

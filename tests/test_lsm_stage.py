@@ -54,11 +54,15 @@ def test_the_encoded_pool_kept_in_a_file_gives_the_same_examples(parts, tmp_path
     from training import token_cache
 
     monkeypatch.setattr(token_cache, "CACHE_ROOT", tmp_path)
+    monkeypatch.setattr(token_cache, "ENCODE_SAMPLES", 100_000)  # batches of two or three sentences
     first = stage(parts, sentence_pool=5)
     first.prepare(workers=0)
     assert not first.pool_file().exists()  # in-process batches encode what they use, when they use it
     first.prepare(workers=2, progress=False)
     assert first.pool_file().is_file() and sorted(first._utterances) == list(range(5))
+    for i, utterance in first._utterances.items():  # each sentence's tokens and words are its own
+        assert [w for w, _ in utterance.words] == first._pool_text(i).split()
+        assert utterance.codes.shape[1] == pytest.approx(utterance.speech_ticks + 4, abs=1)
     again = stage(parts, sentence_pool=5)
     again.prepare(workers=0)
     assert sorted(again._utterances) == list(range(5))

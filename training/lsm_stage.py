@@ -62,10 +62,6 @@ from training.token_cache import (
 )
 from training.trainer import TrainConfig
 
-POOL_VERSION = 1
-ENCODE_BATCH = 64
-"""Sentences the codec encodes at once while making a pool."""
-"""Bumped whenever what a pool file holds changes, so that stale files are never read."""
 COMMANDS = ("stop", "wait", "hold on", "stop please", "wait a second", "sorry, hold on")
 
 

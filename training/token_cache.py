@@ -33,8 +33,9 @@ from models.codec import Codec
 
 FORMAT_VERSION = 1
 """Bumped whenever what a token file holds changes, so that stale files are never read."""
-ENCODE_BATCH = 64
-"""Audios the codec encodes at once."""
+ENCODE_SAMPLES = 64 * 4 * 16_000
+"""Audio the codec encodes at once, in samples (64 sentences of 4 s, or five 60-s dialogue channels):
+capped by length, not count, because the encoder's activations of a batch of long audios fill memory."""
 
 
 def cache_file(kind: str, codec_folder: str | Path, *key: Any) -> Path:
@@ -66,17 +67,26 @@ def encode_all(codec: Codec, device: torch.device, workers: int, produce: Callab
     try:
         with multiprocessing.get_context("fork").Pool(workers, one_torch_thread) as pool, \
                 tqdm(total=len(jobs), desc=desc, disable=not progress) as bar:
-            produced = pool.imap(produce, jobs, chunksize=4)
-            for first in range(0, len(jobs), ENCODE_BATCH):
-                items = [next(produced) for _ in jobs[first : first + ENCODE_BATCH]]
-                audios = [audios_of(item) for item in items]
-                codes = encode_together(codec, [a for group in audios for a in group])
-                for item, group in zip(items, audios):
-                    yield item, codes[: len(group)]
-                    codes = codes[len(group) :]
-                bar.update(len(items))
+            waiting: list[tuple[Any, list[np.ndarray]]] = []
+            for item in pool.imap(produce, jobs, chunksize=4):
+                waiting.append((item, audios_of(item)))
+                if sum(len(a) for _, audios in waiting for a in audios) >= ENCODE_SAMPLES:
+                    yield from _encoded(codec, waiting)
+                    bar.update(len(waiting))
+                    waiting = []
+            yield from _encoded(codec, waiting)
+            bar.update(len(waiting))
     finally:
         codec.to("cpu")
+
+
+def _encoded(codec: Codec, waiting: list[tuple[Any, list[np.ndarray]]]) -> Iterator[tuple[Any, list[torch.Tensor]]]:
+    if not waiting:
+        return
+    codes = encode_together(codec, [a for _, audios in waiting for a in audios])
+    for item, audios in waiting:
+        yield item, codes[: len(audios)]
+        codes = codes[len(audios) :]
 
 
 def one_torch_thread() -> None:
