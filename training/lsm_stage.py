@@ -21,10 +21,11 @@ of steady-silence tokens at a random tick, and cut to silence tokens at an
 interruption (encoding every example's audio anew cost three times the
 training step itself); a run with batch-making worker processes makes the
 whole pool first and keeps it in one file (training/token_cache.py). The
-user's channel is encoded by the frozen listen encoder. Token timing follows the contract in
-duplex/lm_agent.py: the column at position t holds codebook 0 of frame t and
-codebooks 1.. of frame t - d, where frame f is the agent's audio of tick
-f + 1 + d; each word's text tokens start `text_lead` ticks before its audio.
+user's channel is encoded by the frozen listen encoder. Token timing
+follows the contract in duplex/lm_agent.py: the column at position t holds
+codebook 0 of frame t and codebooks 1.. of frame t - d, where frame f is
+the agent's audio of tick f + 1 + d; each word's text tokens start
+`text_lead` ticks before its audio.
 
 Each checkpoint folder is a complete agent (tokenizer and the frozen codec
 and listen encoder copied in), so `duplex respond --model FOLDER` runs it.
@@ -168,8 +169,8 @@ class LSMStage(SpeechLMStage):
             return
         texts = {i: self._pool_text(i) for i in range(self.config.sentence_pool) if i not in self._utterances}
         missing = sorted(texts, key=lambda i: len(texts[i]))  # batches of alike length: little padding
-        made = encode_all(self.batches.codec, device or torch.device("cpu"), workers, _render, [texts[i] for i in missing], self._padded,
-                          "making the sentence pool", progress)
+        made = encode_all(self.batches.codec, device or torch.device("cpu"), workers, _render,
+                          [texts[i] for i in missing], self._padded, "making the sentence pool", progress)
         for sentence, (speech, codes) in zip(missing, made):
             self._utterances[sentence] = self._pooled(speech, codes[0])
         write_pool(path, self._utterances)
