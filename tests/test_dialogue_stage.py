@@ -74,6 +74,21 @@ def test_the_channels_encoded_ahead_and_kept_give_the_same_examples(setup, tmp_p
         assert torch.equal(a.agent_codes, c.agent_codes)
 
 
+def test_encoding_killed_midway_goes_on_from_its_partial_file(setup, tmp_path, monkeypatch):
+    from training import token_cache
+    from training.dialogue_stage import write_channels
+
+    monkeypatch.setattr(token_cache, "CACHE_ROOT", tmp_path)
+    s = stage(setup)
+    first = s.dialogues[0]
+    q = s.lm_config.n_codebooks
+    marked = {(first, channel): torch.zeros(q, 3, dtype=torch.int16) for channel in (0, 1)}
+    write_channels(token_cache.partial_file(s.tokens_file()), marked)
+    s.prepare(workers=2, progress=False)
+    assert len(s._codes) == 2 * len(s.dialogues) and s._codes[(first, 0)].shape == (q, 3)  # kept, not made again
+    assert not token_cache.partial_file(s.tokens_file()).exists()
+
+
 def test_a_few_steps_lower_the_loss(setup, tmp_path):
     trainer = Trainer(stage(setup), TrainConfig(steps=10, batch_size=2, lr=3e-3, lr_warmup_steps=1, log_every=1),
                       tmp_path / "run", progress=False)

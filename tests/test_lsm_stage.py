@@ -72,6 +72,23 @@ def test_the_encoded_pool_kept_in_a_file_gives_the_same_examples(parts, tmp_path
     assert stage(parts, sentence_pool=6).pool_file() != first.pool_file()
 
 
+def test_a_pool_killed_while_made_goes_on_from_its_partial_file(parts, tmp_path, monkeypatch):
+    """What was made before the kill is read back, not made again; the partial file goes once all is made."""
+    from training import token_cache
+    from training.lsm_stage import read_pool, write_pool
+
+    monkeypatch.setattr(token_cache, "CACHE_ROOT", tmp_path)
+    s = stage(parts, sentence_pool=4)
+    done = s._utterance(1)
+    marked = type(done)(torch.zeros_like(done.codes), done.words, done.speech_ticks, done.level)
+    partial = token_cache.partial_file(s.pool_file())
+    write_pool(partial, {1: marked})
+    fresh = stage(parts, sentence_pool=4)
+    fresh.prepare(workers=2, progress=False)
+    assert sorted(fresh._utterances) == [0, 1, 2, 3] and not fresh._utterances[1].codes.any()
+    assert not partial.exists() and not read_pool(fresh.pool_file())[1].codes.any()
+
+
 def test_interruptions_silence_the_target_and_backchannels_do_not(parts):
     s = stage(parts, listening=True, interrupt_prob=0.5, backchannel_prob=0.5, noise_prob=0.0)
     kinds = {}

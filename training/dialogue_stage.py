@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from audio.frames import TICK_SAMPLES
+from training import token_cache
 from training.dataset import DataError, read_dialogue, read_manifest
 from training.speech_lm_stage import (
     IGNORE,
@@ -40,12 +41,6 @@ from training.speech_lm_stage import (
     Example,
     SpeechLMStage,
     SpeechLMStageConfig,
-)
-from training.token_cache import (
-    cache_file,
-    encode_all,
-    read_token_file,
-    write_token_file,
 )
 from training.trainer import TrainConfig
 
@@ -111,23 +106,30 @@ class DialogueStage(SpeechLMStage):
         each batch worker would otherwise encode the dialogues it meets anew, seconds per dialogue."""
         path = self.tokens_file()
         if path.is_file():
-            codes, _, keys = read_token_file(path)
-            self._codes = {(Path(name), channel): c.to(torch.int16) for (name, channel), c in zip(keys, codes)}
+            self._codes = read_channels(path)
             return
         if workers <= 0:
             return
-        made = encode_all(self.batches.codec, device or torch.device("cpu"), workers, _dialogue_audio,
-                          [str(p) for p in self.dialogues], _channels, "encoding the dialogues", progress)
-        for dialogue, (_, channels) in zip(self.dialogues, made):
+        partial = token_cache.partial_file(path)
+        if partial.is_file():  # a run killed while making them
+            self._codes.update(read_channels(partial))
+        missing = [d for d in self.dialogues if (d, AGENT) not in self._codes]
+        made = token_cache.encode_all(self.batches.codec, device or torch.device("cpu"), workers, _dialogue_audio,
+                                      [str(d) for d in missing], _channels, "encoding the dialogues", progress)
+        save_due = token_cache.every(token_cache.SAVE_SECONDS)
+        for dialogue, (_, channels) in zip(missing, made):
             for channel, codes in enumerate(channels):
                 self._codes[(dialogue, channel)] = codes.to(torch.int16)
-        keys = sorted(self._codes)
-        write_token_file(path, [self._codes[k] for k in keys], {}, [[str(p), channel] for p, channel in keys])
+            if save_due():
+                write_channels(partial, self._codes)
+        write_channels(path, self._codes)
+        partial.unlink(missing_ok=True)
 
     def tokens_file(self) -> Path:
         """Where the dialogues' tokens are kept: named by the codec's weights and the train manifest."""
         data = Path(self.config.data).expanduser().resolve()
-        return cache_file("dialogue-channels", self.config.codec, str(data), (data / "train.jsonl").read_text())
+        manifest = (data / "train.jsonl").read_text()
+        return token_cache.cache_file("dialogue-channels", self.config.codec, str(data), manifest)
 
     def _partner_target(self, path: Path, audio: np.ndarray, heard: int, start_tick: int, delay: int) -> torch.Tensor:
         """The heard stream's codec frame of the tick after each position: the heard channel's tokens
@@ -148,6 +150,17 @@ class DialogueStage(SpeechLMStage):
             wav = torch.from_numpy(np.ascontiguousarray(audio[:, channel]))[None]
             self._codes[key] = self.batches.codec.encode_ticks(wav)[0].to(torch.int16)
         return self._codes[key].long()
+
+
+def write_channels(path: Path, codes: dict[tuple[Path, int], torch.Tensor]) -> None:
+    """Every dialogue channel's tokens, keyed by (dialogue, channel) in the metadata."""
+    keys = sorted(codes)
+    token_cache.write_token_file(path, [codes[k] for k in keys], {}, [[str(d), channel] for d, channel in keys])
+
+
+def read_channels(path: Path) -> dict[tuple[Path, int], torch.Tensor]:
+    codes, _, keys = token_cache.read_token_file(path)
+    return {(Path(d), channel): c.to(torch.int16) for (d, channel), c in zip(keys, codes)}
 
 
 def _dialogue_audio(path: str) -> np.ndarray:

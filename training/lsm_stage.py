@@ -46,6 +46,7 @@ from audio.tts import Speech, speak_words, synthesize
 from duplex.domains import AGENT_VOICES, BACKCHANNELS, DOMAINS, SPLITS, sample_exchange
 from models.checkpoint import config_from_dict, read_pretrained
 from models.lm import MODEL_TYPE, SyncLMConfig
+from training import token_cache
 from training.speech_lm_stage import (
     WITH_PHONEMES,
     Example,
@@ -54,13 +55,6 @@ from training.speech_lm_stage import (
 )
 from training.speech_source import coloured_noise, random_voice
 from training.speech_text import reading_sentence, training_sentence
-from training.token_cache import (
-    cache_file,
-    encode_all,
-    encode_together,
-    read_token_file,
-    write_token_file,
-)
 from training.trainer import TrainConfig
 
 COMMANDS = ("stop", "wait", "hold on", "stop please", "wait a second", "sorry, hold on")
@@ -143,7 +137,7 @@ class LSMStage(SpeechLMStage):
             # kept on disk whatever the voice: libespeak-ng renders a sentence slightly differently after other
             # sentences, so a resumed run must read the pool the first process rendered, not render it anew
             speech = cached_speak_words(self._pool_text(sentence), AGENT_VOICES[0], keep=True)
-            codes = encode_together(self.batches.codec, self._padded(speech))[0]
+            codes = token_cache.encode_together(self.batches.codec, self._padded(speech))[0]
             self._utterances[sentence] = self._pooled(speech, codes)
         return self._utterances[sentence]
 
@@ -167,18 +161,25 @@ class LSMStage(SpeechLMStage):
             return
         if workers <= 0:
             return
+        partial = token_cache.partial_file(path)
+        if partial.is_file():  # a run killed while making it
+            self._utterances.update(read_pool(partial))
         texts = {i: self._pool_text(i) for i in range(self.config.sentence_pool) if i not in self._utterances}
         missing = sorted(texts, key=lambda i: len(texts[i]))  # batches of alike length: little padding
-        made = encode_all(self.batches.codec, device or torch.device("cpu"), workers, _render,
-                          [texts[i] for i in missing], self._padded, "making the sentence pool", progress)
+        made = token_cache.encode_all(self.batches.codec, device or torch.device("cpu"), workers, _render,
+                                      [texts[i] for i in missing], self._padded, "making the sentence pool", progress)
+        save_due = token_cache.every(token_cache.SAVE_SECONDS)
         for sentence, (speech, codes) in zip(missing, made):
             self._utterances[sentence] = self._pooled(speech, codes[0])
+            if save_due():
+                write_pool(partial, self._utterances)
         write_pool(path, self._utterances)
+        partial.unlink(missing_ok=True)
 
     def pool_file(self) -> Path:
         """Where the encoded pool is kept: named by all that decides it (codec weights, texts, voice)."""
         c = self.config
-        return cache_file("lsm-pool", c.codec, c.seed, c.sentence_pool, c.reading_share, c.domain_share,
+        return token_cache.cache_file("lsm-pool", c.codec, c.seed, c.sentence_pool, c.reading_share, c.domain_share,
                           asdict(AGENT_VOICES[0]), self.lm_config.acoustic_delay)
 
     @property
@@ -231,7 +232,7 @@ def write_pool(path: Path, utterances: dict[int, _Utterance]) -> None:
     """The pool's tokens, lengths and levels, its words (with start ticks) as metadata."""
     order = sorted(utterances)
     items = [utterances[i] for i in order]
-    write_token_file(path, [u.codes for u in items],
+    token_cache.write_token_file(path, [u.codes for u in items],
                      {"sentences": torch.tensor(order),
                       "speech_ticks": torch.tensor([u.speech_ticks for u in items], dtype=torch.float64),
                       "level": torch.tensor([u.level for u in items], dtype=torch.float64)},
@@ -239,7 +240,7 @@ def write_pool(path: Path, utterances: dict[int, _Utterance]) -> None:
 
 
 def read_pool(path: Path) -> dict[int, _Utterance]:
-    codes, t, words = read_token_file(path)
+    codes, t, words = token_cache.read_token_file(path)
     return {int(sentence): _Utterance(codes[k], [tuple(w) for w in words[k]], float(t["speech_ticks"][k]),
                                       float(t["level"][k]))
             for k, sentence in enumerate(t["sentences"].tolist())}
