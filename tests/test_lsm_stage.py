@@ -123,6 +123,22 @@ def test_a_silent_batch_hears_what_the_encoder_makes_of_silence(parts):
     assert torch.allclose(b.listen, direct, atol=1e-5)
 
 
+def test_the_loss_may_hear_the_users_audio_itself(parts):
+    """On a GPU the batches carry the user's audio and the loss runs the listen encoder; same loss."""
+    from training.speech_lm_stage import lm_loss
+
+    s = stage(parts, listening=True, interrupt_prob=1.0)
+    s.prepare(workers=0, device=torch.device("cpu"))
+    assert not s.batches.listen_later  # on the CPU the batch maker hears, beside the training step
+    model = s.build_model().eval()
+    here = s.batch(0, 2, 0, 1)
+    s.batches.listen_later = True
+    later = s.batch(0, 2, 0, 1)
+    assert later.listen is None and later.heard.shape == (2, 40 * TICK_SAMPLES) and later.heard.any()
+    with torch.no_grad():
+        assert torch.allclose(lm_loss(model, here)[0], lm_loss(model, later, listen=s.batches.listen)[0], atol=1e-5)
+
+
 def test_a_few_steps_lower_the_loss_and_checkpoints_are_agents(parts, tmp_path):
     s = stage(parts)
     trainer = Trainer(s, TrainConfig(steps=12, batch_size=2, lr=3e-3, lr_warmup_steps=1, log_every=1,

@@ -104,6 +104,7 @@ class DialogueStage(SpeechLMStage):
         """Read every train dialogue's channel tokens from their file if an earlier run kept it; else, when
         worker processes will make the batches, encode them all now and keep them (training/token_cache.py):
         each batch worker would otherwise encode the dialogues it meets anew, seconds per dialogue."""
+        super().prepare(workers, progress, device)
         path = self.tokens_file()
         if path.is_file():
             self._codes = read_channels(path)

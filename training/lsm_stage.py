@@ -155,6 +155,7 @@ class LSMStage(SpeechLMStage):
         """Read the whole encoded pool from its file if an earlier run kept it; else, when worker processes
         will make the batches, make it all now and keep it (training/token_cache.py), so that they share
         one copy (a GPU machine's cores and codec make a pool of 100,000 sentences in minutes)."""
+        super().prepare(workers, progress, device)
         path = self.pool_file()
         if path.is_file():
             self._utterances = read_pool(path)

@@ -14,7 +14,9 @@ them into token tensors aligned as the model reads them at run time
   with phoneme input, the word's phonemes come with its first token and
   (second stream) while it is voiced (models/phonemes.py), in stages where
   the words are given to the model;
-- listen features: the frozen listen encoder on the user's channel.
+- listen features: the frozen listen encoder on the user's channel (on a
+  GPU the loss computes them there from the batch's audio: on one core of a
+  batch worker they cost more than the rest of the batch).
 
 `SpeechLMStage` is the rest of what such a stage gives the training loop:
 the tokenizer (trained on a fixed corpus, so a resumed run rebuilds the same
@@ -75,10 +77,11 @@ class LMBatch:
     audio_target: torch.Tensor  # (B, Q, T)
     text_in: torch.Tensor  # (B, T)
     text_target: torch.Tensor  # (B, T)
-    listen: torch.Tensor  # (B, T, listen_dim)
+    listen: torch.Tensor | None  # (B, T, listen_dim); None when `heard` is given instead
     role: torch.Tensor  # (B,)
     partner_target: torch.Tensor | None = None  # (B, Q, T), IGNORE where unknown
     phonemes: torch.Tensor | None = None  # (B, T, phoneme_width) as read with text_in; None when none are given
+    heard: torch.Tensor | None = None  # (B, T * TICK_SAMPLES) the user's audio, whose features the loss computes
 
     def to(self, device: torch.device) -> LMBatch:
         """The batch on `device` (where the model is)."""
@@ -133,6 +136,8 @@ class BatchMaker:
         self.codec, self.listen, self.tokenizer = codec, listen, tokenizer
         self.lm_config, self.ticks, self.text_lead = lm_config, ticks, text_lead
         self.give_phonemes = give_phonemes and lm_config.phoneme_slots > 0
+        self.listen_later = False
+        """Whether the batches carry the user's audio for the loss to encode (`SpeechLMStage.prepare`)."""
 
     @property
     def samples(self) -> int:
@@ -203,7 +208,10 @@ class BatchMaker:
         if self.give_phonemes:
             phonemes = torch.from_numpy(np.stack([self.phoneme_input(starts) for _, starts in streams]))
         user = torch.from_numpy(np.stack([e.user[: T * TICK_SAMPLES] for e in examples]))
-        if user.any():
+        heard = None
+        if self.listen_later:
+            listen, heard = None, user
+        elif user.any():
             listen = self.listen.encode(user).reshape(len(examples), T, -1)
         else:  # stage 1 hears nothing: what the encoder makes of silence, computed once
             listen = self._silence_features.expand(len(examples), -1, -1)
@@ -211,7 +219,7 @@ class BatchMaker:
         partner = None
         if self.lm_config.partner_heads and all(e.partner_target is not None for e in examples):
             partner = torch.stack([e.partner_target for e in examples])
-        return LMBatch(audio_in, target, text_in, text_target, listen, role, partner, phonemes)
+        return LMBatch(audio_in, target, text_in, text_target, listen, role, partner, phonemes, heard)
 
 
 def hide_spelling(batch: LMBatch, share: float, rng: np.random.Generator, slots: int) -> None:
@@ -234,13 +242,19 @@ def hide_spelling(batch: LMBatch, share: float, rng: np.random.Generator, slots:
     batch.text_in = torch.from_numpy(text)
 
 
-def lm_loss(model: nn.Module, batch: LMBatch, first_codebook_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+def lm_loss(model: nn.Module, batch: LMBatch, first_codebook_weight: float = 1.0,
+            listen: ListenEncoder | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy of the text stream plus the audio tokens' averaged over codebooks, codebook 0
     weighted `first_codebook_weight` to the others' 1, plus (when the batch has the heard channel's
     tokens) PARTNER_WEIGHT x that of the partner's next frame. Logged: "audio" is the plain mean over
-    codebooks whatever the weight (comparable across runs), "cb0" codebook 0's."""
+    codebooks whatever the weight (comparable across runs), "cb0" codebook 0's. `listen`: the frozen
+    encoder, for a batch that carries the user's audio (`heard`) rather than its features."""
     batch = batch.to(next(model.parameters()).device)
-    text_logits, audio_logits, partner_logits = model(batch.audio_in, batch.text_in, batch.listen, batch.role,
+    features = batch.listen
+    if features is None:  # the user's audio came instead: the frozen encoder hears it here, by the model
+        with torch.no_grad():
+            features = listen.encode(batch.heard).reshape(*batch.text_in.shape, -1)
+    text_logits, audio_logits, partner_logits = model(batch.audio_in, batch.text_in, features, batch.role,
                                                       batch.phonemes)
     text_loss = F.cross_entropy(text_logits.flatten(0, 1), batch.text_target.flatten())
     per_codebook = F.cross_entropy(audio_logits.permute(0, 3, 1, 2), batch.audio_target, reduction="none").mean((0, 2))
@@ -332,8 +346,11 @@ class SpeechLMStage:
     def model_config(self) -> dict[str, Any]:
         return config_to_dict(self.lm_config, MODEL_TYPE)
 
-    def prepare(self, workers: int, progress: bool, device: torch.device) -> None:
-        pass
+    def prepare(self, workers: int, progress: bool = True, device: torch.device | None = None) -> None:
+        """Off the CPU, the frozen listen encoder runs where the model does, in the loss."""
+        if device is not None and device.type != "cpu":
+            self.batches.listen.to(device)
+            self.batches.listen_later = True
 
     def before_step(self, model: nn.Module, step: int, batch_size: int, rank: int, world_size: int) -> None:
         pass
@@ -346,7 +363,7 @@ class SpeechLMStage:
         return batch
 
     def loss(self, model: nn.Module, batch: LMBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        return lm_loss(model, batch, self.config.first_codebook_weight)
+        return lm_loss(model, batch, self.config.first_codebook_weight, self.batches.listen)
 
     def on_checkpoint(self, model: nn.Module, folder: Path, step: int) -> None:
         complete_agent_folder(folder, self.tokenizer, self.config.codec, self.config.listen)
