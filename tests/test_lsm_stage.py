@@ -123,6 +123,24 @@ def test_a_silent_batch_hears_what_the_encoder_makes_of_silence(parts):
     assert torch.allclose(b.listen, direct, atol=1e-5)
 
 
+def test_a_user_pool_said_ahead_equals_one_said_as_met(parts, tmp_path, monkeypatch):
+    """User events come from a pool said once (by prepare's processes, or each when first met): the same
+    clips either way, each kind from its own part of the pool."""
+    from training import token_cache
+
+    monkeypatch.setattr(token_cache, "CACHE_ROOT", tmp_path)
+    settings = dict(listening=True, user_pool=8, sentence_pool=5, interrupt_prob=0.5, backchannel_prob=0.5,
+                    noise_prob=0.0)
+    ahead, lazy = stage(parts, **settings), stage(parts, **settings)
+    ahead.prepare(workers=2, progress=False)
+    assert sorted(ahead._user_clips) == list(range(8))
+    for clip in range(8):
+        np.testing.assert_array_equal(ahead._user_clips[clip], lazy._user_clip(clip))
+    kinds = [ahead.example(i).kind for i in range(30)]
+    assert {"interruption", "backchannel"} <= set(kinds)
+    assert len(ahead._user_clips) == 8  # the examples drew from the pool, said nothing new
+
+
 def test_the_loss_may_hear_the_users_audio_itself(parts):
     """On a GPU the batches carry the user's audio and the loss runs the listen encoder; same loss."""
     from training.speech_lm_stage import lm_loss

@@ -33,16 +33,18 @@ and listen encoder copied in), so `duplex respond --model FOLDER` runs it.
 
 from __future__ import annotations
 
+import multiprocessing
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from audio.speech_cache import cached_speak_words
-from audio.tts import Speech, speak_words, synthesize
+from audio.tts import Speech, Voice, speak_words, synthesize
 from duplex.domains import AGENT_VOICES, BACKCHANNELS, DOMAINS, SPLITS, sample_exchange
 from models.checkpoint import config_from_dict, read_pretrained
 from models.lm import MODEL_TYPE, SyncLMConfig
@@ -79,6 +81,10 @@ class LSMStageConfig(SpeechLMStageConfig):
     model learns to say words it never heard in a sentence. 0 in runs made before the field existed."""
     domain_share: float = 0.0
     """Share of the pool that is the dialogue domains' answers (train split): what the agent will say."""
+    user_pool: int = 0
+    """User events said once and reused, each in its own random voice (a quarter of them backchannels,
+    the rest interruptions); 0: every example says its own, as runs before session 8 did. Saying one
+    costs an espeak-ng process (~40 ms), which left a GPU run's batch workers behind its steps."""
 
 
 @dataclass
@@ -104,6 +110,7 @@ class LSMStage(SpeechLMStage):
         super().__init__(config)
         self.name = "lsm-listen" if config.listening else "lsm-tts"
         self._utterances: dict[int, _Utterance] = {}
+        self._user_clips: dict[int, np.ndarray] = {}
 
     def example(self, index: int) -> Example:
         """The index-th example: pure function of (seed, index)."""
@@ -156,6 +163,12 @@ class LSMStage(SpeechLMStage):
         will make the batches, make it all now and keep it (training/token_cache.py), so that they share
         one copy (a GPU machine's cores and codec make a pool of 100,000 sentences in minutes)."""
         super().prepare(workers, progress, device)
+        if self.config.user_pool and workers > 0:  # the batch workers share them rather than each say its own
+            lines = [self._user_clip_line(j) for j in range(self.config.user_pool)]
+            with multiprocessing.get_context("fork").Pool(workers, token_cache.one_torch_thread) as pool:
+                said = pool.imap(_say, lines, chunksize=16)
+                self._user_clips = dict(enumerate(tqdm(said, total=len(lines), desc="saying the user pool",
+                                                       disable=not progress)))
         path = self.pool_file()
         if path.is_file():
             self._utterances = read_pool(path)
@@ -206,19 +219,41 @@ class LSMStage(SpeechLMStage):
         onset = int(rng.integers(int(speech_start) + 3, int(speech_end) - 1))
         draw = rng.random()
         if draw < c.interrupt_prob:
-            text = COMMANDS[int(rng.integers(len(COMMANDS)))] if rng.random() < 0.5 else training_sentence(
-                c.seed + 1, int(rng.integers(1 << 30)))
-            self._place(user, synthesize(text, random_voice(rng, False, c.timbre_prob)), onset, level, rng)
+            self._place(user, self._user_speech("interruption", rng), onset, level, rng)
             return "interruption", onset + int(rng.integers(c.stop_ticks[0], c.stop_ticks[1] + 1))
         if draw < c.interrupt_prob + c.backchannel_prob:
-            self._place(user, synthesize(BACKCHANNELS[int(rng.integers(len(BACKCHANNELS)))],
-                                         random_voice(rng, False, c.timbre_prob)), onset, level, rng)
+            self._place(user, self._user_speech("backchannel", rng), onset, level, rng)
             return "backchannel", None
         if draw < c.interrupt_prob + c.backchannel_prob + c.noise_prob:
             noise = coloured_noise(rng, len(user))
             user += noise * level / 10 ** (rng.uniform(*c.snr_db) / 20)
             return "noise", None
         return "clean", None
+
+    def _user_speech(self, kind: str, rng: np.random.Generator) -> np.ndarray:
+        """What the user says in an event of `kind` ("interruption" or "backchannel"): one of the pooled
+        clips when the stage has a user pool, else said anew (an espeak-ng process, ~40 ms)."""
+        c = self.config
+        if c.user_pool:
+            clips = self._user_clip_indices[kind]
+            return self._user_clip(clips[int(rng.integers(len(clips)))])
+        return synthesize(*_user_line(kind, rng, c.seed, c.timbre_prob))
+
+    @cached_property
+    def _user_clip_indices(self) -> dict[str, list[int]]:
+        return {kind: [j for j in range(self.config.user_pool) if _clip_kind(j) == kind]
+                for kind in ("interruption", "backchannel")}
+
+    def _user_clip(self, clip: int) -> np.ndarray:
+        """Clip `clip` of the user pool, said once (the espeak-ng program is deterministic, so a clip
+        said here equals one said by `prepare`'s processes)."""
+        if clip not in self._user_clips:
+            self._user_clips[clip] = synthesize(*self._user_clip_line(clip))
+        return self._user_clips[clip]
+
+    def _user_clip_line(self, clip: int) -> tuple[str, Voice]:
+        return _user_line(_clip_kind(clip), np.random.default_rng([self.config.seed, clip, 9]), self.config.seed,
+                          self.config.timbre_prob)
 
     def _place(self, user: np.ndarray, audio: np.ndarray, tick: int, level: float, rng) -> None:
         loud = np.flatnonzero(np.abs(audio) > 0.01)
@@ -227,6 +262,26 @@ class LSMStage(SpeechLMStage):
         part = audio[: len(user) - start]
         gain = level * 10 ** (rng.uniform(-6, 6) / 20) / _rms(part)
         user[start : start + len(part)] += part * gain
+
+
+def _user_line(kind: str, rng: np.random.Generator, seed: int, timbre_prob: float) -> tuple[str, Voice]:
+    """Text and voice of a user event: a command or any sentence to interrupt, or a backchannel."""
+    if kind == "interruption":
+        text = COMMANDS[int(rng.integers(len(COMMANDS)))] if rng.random() < 0.5 else training_sentence(
+            seed + 1, int(rng.integers(1 << 30)))
+    else:
+        text = BACKCHANNELS[int(rng.integers(len(BACKCHANNELS)))]
+    return text, random_voice(rng, False, timbre_prob)
+
+
+def _clip_kind(clip: int) -> str:
+    """The user pool: one clip in four a backchannel, the others interruptions."""
+    return "backchannel" if clip % 4 == 0 else "interruption"
+
+
+def _say(line: tuple[str, Voice]) -> np.ndarray:
+    """A user-pool process's job: one clip."""
+    return synthesize(*line)
 
 
 def write_pool(path: Path, utterances: dict[int, _Utterance]) -> None:
@@ -271,13 +326,17 @@ PRESETS: dict[str, tuple[LSMStageConfig, TrainConfig]] = {
             TrainConfig(steps=6000, batch_size=128, lr=1e-3, lr_warmup_steps=200, checkpoint_minutes=3,
                         data_workers=14)),
     "listen": (LISTEN, LISTEN_TRAIN),
+    "gpu-listen": (replace(LISTEN, sentence_pool=100_000, user_pool=3000),
+                   TrainConfig(steps=5000, batch_size=128, lr=5e-4, lr_warmup_steps=100, checkpoint_minutes=3,
+                               data_workers=14)),
     "listen-cb0": (replace(LISTEN, first_codebook_weight=4.0), LISTEN_TRAIN),
 }
 """Named settings: `default` is stage 1 (tts) from scratch; `gpu` is stage 1 for a GPU machine with 16 cores, in
 one ten-minute sitting on an H200 (about 3 minutes to make the pool, 6 for the steps): batch 128 over a
 pool of 100,000 sentences, because 7000 such steps over the default pool of 8000 learned it by heart
 (docs/training.md, session 8); `listen` is stage 2, which
-needs --init pointing at a stage 1 checkpoint folder; `listen-cb0` is stage 2 with codebook 0 weighted
+needs --init pointing at a stage 1 checkpoint folder; `gpu-listen` is stage 2 for the GPU machine
+(the `gpu` preset's pool, user events from a pool of 3000 clips said once); `listen-cb0` is stage 2 with codebook 0 weighted
 4x in the audio loss (session 7's experiment, docs/training.md)."""
 CONFIG_CLASS = LSMStageConfig
 
