@@ -40,8 +40,6 @@ FORMAT_VERSION = 1
 ENCODE_SAMPLES = 64 * 4 * 16_000
 """Audio the codec encodes at once, in samples (64 sentences of 4 s, or five 60-s dialogue channels):
 capped by length, not count, because the encoder's activations of a batch of long audios fill memory."""
-
-
 SAVE_SECONDS = 300.0
 """How often the tokens made so far are written to the partial file."""
 
