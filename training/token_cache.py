@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import multiprocessing.pool
 import time
 from collections.abc import Callable, Iterator
 from itertools import pairwise
@@ -74,7 +75,7 @@ def encode_all(codec: Codec, device: torch.device, workers: int, produce: Callab
         with multiprocessing.get_context("fork").Pool(workers, one_torch_thread) as pool, \
                 tqdm(total=len(jobs), desc=desc, disable=not progress) as bar:
             waiting: list[tuple[Any, list[np.ndarray]]] = []
-            for item in pool.imap(produce, jobs, chunksize=4):
+            for item in _bounded(pool, produce, jobs, 8 * workers):
                 waiting.append((item, audios_of(item)))
                 if sum(len(a) for _, audios in waiting for a in audios) >= ENCODE_SAMPLES:
                     yield from _encoded(codec, waiting)
@@ -84,6 +85,15 @@ def encode_all(codec: Codec, device: torch.device, workers: int, produce: Callab
             bar.update(len(waiting))
     finally:
         codec.to("cpu")
+
+
+def _bounded(pool: multiprocessing.pool.Pool, produce: Callable[[Any], Any], jobs: list[Any],
+             ahead: int) -> Iterator[Any]:
+    """produce(job) for every job, in order, at most `ahead` jobs produced before they are used: the
+    processes otherwise fill memory with audio faster than the codec encodes it (a first version held
+    a whole dataset's dialogues, 22 GB)."""
+    for first in range(0, len(jobs), ahead):
+        yield from pool.imap(produce, jobs[first : first + ahead], chunksize=2)
 
 
 def _encoded(codec: Codec, waiting: list[tuple[Any, list[np.ndarray]]]) -> Iterator[tuple[Any, list[torch.Tensor]]]:
