@@ -141,6 +141,19 @@ def test_a_user_pool_said_ahead_equals_one_said_as_met(parts, tmp_path, monkeypa
     assert len(ahead._user_clips) == 8  # the examples drew from the pool, said nothing new
 
 
+def test_stage_2_trains_with_batch_workers_and_pools_made_ahead(parts, tmp_path, monkeypatch):
+    """The GPU presets' path on the CPU: pools made by prepare's processes, batches by a DataLoader's."""
+    from training import token_cache
+
+    monkeypatch.setattr(token_cache, "CACHE_ROOT", tmp_path)
+    s = stage(parts, listening=True, user_pool=4, sentence_pool=4)
+    trainer = Trainer(s, TrainConfig(steps=3, batch_size=2, lr_warmup_steps=1, log_every=1, data_workers=2),
+                      tmp_path / "run", progress=False)
+    trainer.run()
+    assert trainer.step == 3 and len(trainer.folder.read_log()) == 3
+    assert s.pool_file().is_file() and sorted(s._user_clips) == [0, 1, 2, 3]
+
+
 def test_the_loss_may_hear_the_users_audio_itself(parts):
     """On a GPU the batches carry the user's audio and the loss runs the listen encoder; same loss."""
     from training.speech_lm_stage import lm_loss
