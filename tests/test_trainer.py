@@ -111,6 +111,13 @@ def cli_args(**given) -> argparse.Namespace:
     return argparse.Namespace(stage="codec", run_dir="run", **{**base, **given})
 
 
+def test_numeric_flags_out_of_range_are_refused_in_one_line():
+    for flag, value in (("data_workers", -1), ("threads", 0), ("batch_size", 0), ("lr", 0.0)):
+        with pytest.raises(TrainSettingsError, match=f"--{flag.replace('_', '-')} must be"):
+            resolve_settings(cli_args(**{flag: value}), None)
+    assert resolve_settings(cli_args(data_workers=0), None)["train"]["data_workers"] == 0
+
+
 def test_resume_keeps_stored_settings_and_refuses_contradictions():
     stored = resolve_settings(cli_args(preset="tiny", batch_size=3), None)
     assert stored["train"]["batch_size"] == 3 and stored["stage_config"]["seconds"] == TINY.seconds

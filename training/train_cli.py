@@ -40,6 +40,10 @@ FREE_TO_CHANGE = {"steps", "threads", "data_workers", "checkpoint_minutes", "che
 TRAIN_FLAGS = ("steps", "batch_size", "lr", "seed", "threads", "data_workers", "checkpoint_minutes", "checkpoint_every",
                "log_every")
 
+LEAST = {"steps": 1, "batch_size": 1, "lr": 1e-12, "threads": 1, "data_workers": 0, "checkpoint_minutes": 0.0,
+         "checkpoint_every": 0, "log_every": 1}
+"""The smallest value each numeric flag takes."""
+
 
 class TrainSettingsError(Exception):
     """Settings that contradict the run folder's; one line for the user."""
@@ -79,6 +83,9 @@ def resolve_settings(args: argparse.Namespace, stored: dict[str, Any] | None) ->
     """run.json content: the stored settings, else the preset's, with the flags given on top."""
     module = STAGES[args.stage]
     given = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    for key, least in LEAST.items():
+        if key in given and not given[key] >= least:
+            raise TrainSettingsError(f"--{key.replace('_', '-')} must be {least} or more, not {given[key]}")
     if stored is None:
         preset = args.preset or "default"
         if preset not in module.PRESETS:
