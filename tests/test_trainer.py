@@ -14,7 +14,7 @@ import torch
 
 from models.codec import load_codec
 from training.codec_stage import TINY, CodecStage
-from training.train_cli import TrainSettingsError, resolve_settings
+from training.train_cli import TRAIN_FLAGS, TrainSettingsError, resolve_settings
 from training.trainer import RunFolder, TrainConfig, Trainer, learning_rate
 
 TINY_TRAIN = TrainConfig(steps=4, batch_size=2, lr_warmup_steps=1, log_every=1, checkpoint_every=2)
@@ -105,8 +105,6 @@ def test_learning_rate_warms_up_then_decays():
 
 
 def cli_args(**given) -> argparse.Namespace:
-    from training.train_cli import TRAIN_FLAGS
-
     base = {k: None for k in (*TRAIN_FLAGS, "preset")}
     return argparse.Namespace(stage="codec", run_dir="run", **{**base, **given})
 
