@@ -98,7 +98,7 @@ class SpeechLMAgent(Agent):
 
     def __init__(self, models: AgentModels, name: str = "speech-lm", role: int = 0, temperature: float = 0.5,
                  top_k: int = 50, text_lead: int = 2, done_silence_ticks: int = 4, onnx: bool = True,
-                 lanes: int | None = None):
+                 lanes: int | None = None, int8: bool = False):
         """`temperature`: 0.5, because 0.8 (Moshi's) made the small models of session 7 harder to understand
         (bench/bench_lsm_sampling.py; docs/benchmarks.md).
 
@@ -106,7 +106,11 @@ class SpeechLMAgent(Agent):
         torch's thread budget, `torch.set_num_threads` before building the agent). onnxruntime and torch
         release the GIL in their kernels, so on 2 cores two lanes of 8 sessions take less time per tick than
         one batch of 16 (docs/benchmarks.md). The onnxruntime graphs get the whole budget too, for a lone
-        session; their idle threads sleep rather than spin, so lanes do not starve each other."""
+        session; their idle threads sleep rather than spin, so lanes do not starve each other.
+
+        `int8`: the speech LM's matrix weights in 8 bits (onnxruntime): its step about twice as fast at
+        batch 1, its logits no longer exactly torch's (bench/bench_lm_step.py --int8); off by default
+        until a trained model's speech is measured with it."""
         self.m = models
         self.can_predict_partner = models.lm.config.partner_heads
         threads = torch.get_num_threads()
@@ -114,7 +118,7 @@ class SpeechLMAgent(Agent):
         # onnxruntime where it was measured faster (docs/benchmarks.md): the speech LM and the codec decoder
         # at any batch, the listen encoder for a single session; eager torch otherwise (and everywhere with
         # onnx=False)
-        self._lm_step = OnnxLMStep(models.lm, threads) if onnx else models.lm.step
+        self._lm_step = OnnxLMStep(models.lm, threads, int8) if onnx else models.lm.step
         self._decode = OnnxCodecDecoder(models.codec, threads) if onnx else models.codec.decode_step
         self._listen_one = OnnxListenStep(models.listen, threads) if onnx else models.listen.step
         self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="lm-lane") if self.lanes > 1 else None

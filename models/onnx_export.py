@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
 from torch import nn
 
 from models.codec import Codec, CodecStreamState
@@ -159,11 +160,16 @@ class OnnxStep:
         return outputs[0], new_state
 
 
-def _session(export: Callable[[nn.Module, Path], None], model: nn.Module, threads: int) -> OnnxStep:
-    """An onnxruntime session of a freshly exported step (the graph file is only needed while loading)."""
+def _session(export: Callable[[nn.Module, Path], None], model: nn.Module, threads: int,
+             int8: bool = False) -> OnnxStep:
+    """An onnxruntime session of a freshly exported step (the graph file is only needed while loading);
+    with `int8`, its matrix weights quantised to 8 bits (onnxruntime's dynamic quantisation)."""
     with tempfile.TemporaryDirectory(prefix="duplex-onnx-") as folder:
         path = Path(folder) / "step.onnx"
         export(model, path)
+        if int8:
+            quantize_dynamic(str(path), str(path.with_suffix(".int8.onnx")), weight_type=QuantType.QInt8)
+            path = path.with_suffix(".int8.onnx")
         return OnnxStep(path, threads)
 
 
@@ -201,8 +207,10 @@ class OnnxLMStep:
     half the cost of eager torch at batch 1 and less at batch 16 (bench/bench_lm_step.py): a step
     of this small model is mostly per-operator overhead, which onnxruntime has less of."""
 
-    def __init__(self, lm: SyncLM, threads: int = 1):
-        self.step = _session(export_lm_step, lm, threads)
+    def __init__(self, lm: SyncLM, threads: int = 1, int8: bool = False):
+        """`int8`: the matrix weights in 8 bits, faster but no longer torch's logits (a measured option,
+        not the agent's default: bench/bench_lm_step.py --int8)."""
+        self.step = _session(export_lm_step, lm, threads, int8)
         self.partner_heads = lm.config.partner_heads
         self.phoneme_width = lm.config.phoneme_width
 

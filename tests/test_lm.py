@@ -143,6 +143,26 @@ def test_onnxruntime_step_equals_torch_beyond_the_window(partner_heads, phoneme_
             torch.testing.assert_close(o_layer.k, t_layer.k, atol=1e-4, rtol=1e-4)
 
 
+def test_an_int8_step_stays_close_to_torch():
+    """The 8-bit option (bench_lm_step.py --int8) changes the logits a little, not what they favour."""
+    from models.onnx_export import OnnxLMStep
+
+    torch.manual_seed(0)
+    model = SyncLM(TINY).eval()
+    int8 = OnnxLMStep(model, int8=True)
+    audio, text, listen, role = inputs(2, 6)
+    torch_cache, int8_cache = model.new_cache(2), model.new_cache(2)
+    agree = []
+    with torch.no_grad():
+        for t in range(6):
+            args = (audio[:, :, t], text[:, t], listen[:, t], role)
+            expected = model.step(*args, torch_cache, torch.full((2,), t))[1]
+            got = int8(*args, int8_cache, torch.full((2,), t))[1]
+            assert (got - expected).abs().max() < 0.05 * expected.abs().max()
+            agree.append((got.argmax(-1) == expected.argmax(-1)).float().mean())
+    assert torch.stack(agree).mean() > 0.9
+
+
 def test_cache_memory_is_flat_over_10000_ticks():
     model = SyncLM(TINY).eval()
     cache = model.new_cache(1)
