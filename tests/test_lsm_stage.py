@@ -161,6 +161,9 @@ def test_the_loss_may_hear_the_users_audio_itself(parts):
     s = stage(parts, listening=True, interrupt_prob=1.0)
     s.prepare(workers=0, device=torch.device("cpu"))
     assert not s.batches.listen_later  # on the CPU the batch maker hears, beside the training step
+    elsewhere = stage(parts)
+    elsewhere.prepare(workers=0, device=torch.device("meta"))  # any other device: the loss hears, there
+    assert elsewhere.batches.listen_later and next(elsewhere.batches.listen.parameters()).is_meta
     model = s.build_model().eval()
     here = s.batch(0, 2, 0, 1)
     s.batches.listen_later = True
