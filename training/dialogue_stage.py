@@ -25,6 +25,7 @@ slice at run time (docs/speech_lm.md).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -105,26 +106,19 @@ class DialogueStage(SpeechLMStage):
         worker processes will make the batches, encode them all now and keep them (training/token_cache.py):
         each batch worker would otherwise encode the dialogues it meets anew, seconds per dialogue."""
         super().prepare(workers, progress, device)
-        path = self.tokens_file()
-        if path.is_file():
-            self._codes = read_channels(path)
-            return
-        if workers <= 0:
-            return
-        partial = token_cache.partial_file(path)
-        if partial.is_file():  # a run killed while making them
-            self._codes.update(read_channels(partial))
-        missing = [d for d in self.dialogues if (d, AGENT) not in self._codes]
+        self._codes = token_cache.keep(self.tokens_file(), workers, self._codes,
+                                       lambda have: self._encode_channels(have, workers, progress, device),
+                                       read_channels, write_channels)
+
+    def _encode_channels(self, have: dict[tuple[Path, int], torch.Tensor], workers: int, progress: bool,
+                         device: torch.device | None) -> Iterator[tuple[tuple[Path, int], torch.Tensor]]:
+        """The channel tokens `have` lacks: `workers` processes read, the codec encodes on `device`."""
+        missing = [d for d in self.dialogues if (d, AGENT) not in have]
         made = token_cache.encode_all(self.batches.codec, device or torch.device("cpu"), workers, _dialogue_audio,
                                       [str(d) for d in missing], _channels, "encoding the dialogues", progress)
-        save_due = token_cache.every(token_cache.SAVE_SECONDS)
         for dialogue, (_, channels) in zip(missing, made):
             for channel, codes in enumerate(channels):
-                self._codes[(dialogue, channel)] = codes.to(torch.int16)
-            if save_due():
-                write_channels(partial, self._codes)
-        write_channels(path, self._codes)
-        partial.unlink(missing_ok=True)
+                yield (dialogue, channel), codes.to(torch.int16)
 
     def tokens_file(self) -> Path:
         """Where the dialogues' tokens are kept: named by the codec's weights and the train manifest."""

@@ -34,6 +34,7 @@ and listen encoder copied in), so `duplex respond --model FOLDER` runs it.
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -169,26 +170,19 @@ class LSMStage(SpeechLMStage):
                 said = pool.imap(_say, lines, chunksize=16)
                 self._user_clips = dict(enumerate(tqdm(said, total=len(lines), desc="saying the user pool",
                                                        disable=not progress)))
-        path = self.pool_file()
-        if path.is_file():
-            self._utterances = read_pool(path)
-            return
-        if workers <= 0:
-            return
-        partial = token_cache.partial_file(path)
-        if partial.is_file():  # a run killed while making it
-            self._utterances.update(read_pool(partial))
-        texts = {i: self._pool_text(i) for i in range(self.config.sentence_pool) if i not in self._utterances}
+        self._utterances = token_cache.keep(self.pool_file(), workers, self._utterances,
+                                            lambda have: self._make_pool(have, workers, progress, device),
+                                            read_pool, write_pool)
+
+    def _make_pool(self, have: dict[int, _Utterance], workers: int, progress: bool,
+                   device: torch.device | None) -> Iterator[tuple[int, _Utterance]]:
+        """The pooled sentences `have` lacks: `workers` processes render, the codec encodes on `device`."""
+        texts = {i: self._pool_text(i) for i in range(self.config.sentence_pool) if i not in have}
         missing = sorted(texts, key=lambda i: len(texts[i]))  # batches of alike length: little padding
         made = token_cache.encode_all(self.batches.codec, device or torch.device("cpu"), workers, _render,
                                       [texts[i] for i in missing], self._padded, "making the sentence pool", progress)
-        save_due = token_cache.every(token_cache.SAVE_SECONDS)
         for sentence, (speech, codes) in zip(missing, made):
-            self._utterances[sentence] = self._pooled(speech, codes[0])
-            if save_due():
-                write_pool(partial, self._utterances)
-        write_pool(path, self._utterances)
-        partial.unlink(missing_ok=True)
+            yield sentence, self._pooled(speech, codes[0])
 
     def pool_file(self) -> Path:
         """Where the encoded pool is kept: named by all that decides it (codec weights, texts, voice)."""
@@ -331,13 +325,17 @@ PRESETS: dict[str, tuple[LSMStageConfig, TrainConfig]] = {
                                data_workers=14)),
     "listen-cb0": (replace(LISTEN, first_codebook_weight=4.0), LISTEN_TRAIN),
 }
-"""Named settings: `default` is stage 1 (tts) from scratch; `gpu` is stage 1 for a GPU machine with 16 cores, in
-one ten-minute sitting on an H200 (about 3 minutes to make the pool, 6 for the steps): batch 128 over a
-pool of 100,000 sentences, because 7000 such steps over the default pool of 8000 learned it by heart
-(docs/training.md, session 8); `listen` is stage 2, which
-needs --init pointing at a stage 1 checkpoint folder; `gpu-listen` is stage 2 for the GPU machine
-(the `gpu` preset's pool, user events from a pool of 3000 clips said once); `listen-cb0` is stage 2 with codebook 0 weighted
-4x in the audio loss (session 7's experiment, docs/training.md)."""
+"""Named settings:
+
+- `default`: stage 1 (tts) from scratch;
+- `gpu`: stage 1 for a GPU machine with 16 cores, in one ten-minute sitting on an H200 (about 3 minutes
+  to make the pool, 6 for the steps): batch 128 over a pool of 100,000 sentences, because 7000 such
+  steps over the default pool of 8000 learned it by heart (docs/training.md, session 8);
+- `listen`: stage 2, which needs --init pointing at a stage 1 checkpoint folder;
+- `gpu-listen`: stage 2 for the GPU machine (the `gpu` preset's pool, user events from a pool of 3000
+  clips said once);
+- `listen-cb0`: stage 2 with codebook 0 weighted 4x in the audio loss (session 7's experiment,
+  docs/training.md)."""
 CONFIG_CLASS = LSMStageConfig
 
 

@@ -105,6 +105,29 @@ def _encoded(codec: Codec, waiting: list[tuple[Any, list[np.ndarray]]]) -> Itera
         codes = codes[len(audios) :]
 
 
+def keep(path: Path, workers: int, have: dict, made: Callable[[dict], Iterator[tuple[Any, Any]]],
+         read: Callable[[Path], dict], write: Callable[[Path, dict], None]) -> dict:
+    """What a stage keeps in `path`: read back if an earlier run kept it; else, when worker processes will
+    make the batches, `have` with every (key, value) of `made(have)` added (it makes what `have` lacks),
+    written to the partial file every SAVE_SECONDS (a killed run goes on from it) and kept in `path` at
+    the end. Without workers, `have` as it is: in-process batches make what they use when they use it."""
+    if path.is_file():
+        return read(path)
+    if workers <= 0:
+        return have
+    partial = partial_file(path)
+    if partial.is_file():  # a run killed while making them
+        have.update(read(partial))
+    save_due = every(SAVE_SECONDS)
+    for key, value in made(have):
+        have[key] = value
+        if save_due():
+            write(partial, have)
+    write(path, have)
+    partial.unlink(missing_ok=True)
+    return have
+
+
 def partial_file(path: Path) -> Path:
     """Where the tokens made so far are kept until all are (see the module's docstring)."""
     return path.with_name(path.name + ".partial")
