@@ -96,8 +96,8 @@ class DialogueStage(SpeechLMStage):
         ]
         codes = self._channel_codes(path, audio, speaker)[:, start_tick : start_tick + n // TICK_SAMPLES]
         if codes.shape[1] < n // TICK_SAMPLES:  # the window runs past the dialogue's end: the codec's silence
-            silence = self.batches.codec.encode_ticks(torch.zeros(1, 8 * TICK_SAMPLES))[0, :, -1:]
-            codes = torch.cat([codes, silence.repeat(1, n // TICK_SAMPLES - codes.shape[1])], dim=1)
+            silence = self.batches.silence_frame[:, None].repeat(1, n // TICK_SAMPLES - codes.shape[1])
+            codes = torch.cat([codes, silence.to(codes.dtype)], dim=1)
         return Example(window[:, speaker].copy(), listen, words, role=role, kind=f"role{role}-delay{delay}",
                        agent_codes=codes, partner_target=self._partner_target(path, audio, heard, start_tick, delay))
 

@@ -134,10 +134,10 @@ class LSMStage(SpeechLMStage):
                 words = [(w, t) for w, t in words if t < cut_tick]
         return Example(None, user, words, kind=kind, agent_codes=codes, stop_tick=cut_tick if c.listening else None)
 
-    @cached_property
+    @property
     def _silence(self) -> torch.Tensor:
         """The codec's tokens for steady silence, one frame (Q,)."""
-        return self.batches.codec.encode_ticks(torch.zeros(1, 8 * TICK_SAMPLES))[0, :, -1]
+        return self.batches.silence_frame
 
     def _utterance(self, sentence: int) -> _Utterance:
         """Sentence `sentence` of the pool, spoken by the agent and encoded once (the expensive part)."""
@@ -164,12 +164,12 @@ class LSMStage(SpeechLMStage):
         will make the batches, make it all now and keep it (training/token_cache.py), so that they share
         one copy (a GPU machine's cores and codec make a pool of 100,000 sentences in minutes)."""
         super().prepare(workers, progress, device)
-        if self.config.user_pool and workers > 0:  # the batch workers share them rather than each say its own
-            lines = [self._user_clip_line(j) for j in range(self.config.user_pool)]
+        missing = [j for j in range(self.config.user_pool) if j not in self._user_clips]
+        if missing and workers > 0:  # the batch workers share them rather than each say its own
             with multiprocessing.get_context("fork").Pool(workers, token_cache.one_torch_thread) as pool:
-                said = pool.imap(_say, lines, chunksize=16)
-                self._user_clips = dict(enumerate(tqdm(said, total=len(lines), desc="saying the user pool",
-                                                       disable=not progress)))
+                said = pool.imap(_say, [self._user_clip_line(j) for j in missing], chunksize=16)
+                self._user_clips.update(zip(missing, tqdm(said, total=len(missing), desc="saying the user pool",
+                                                          disable=not progress)))
         self._utterances = token_cache.keep(self.pool_file(), workers, self._utterances,
                                             lambda have: self._make_pool(have, workers, progress, device),
                                             read_pool, write_pool)

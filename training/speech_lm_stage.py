@@ -186,6 +186,12 @@ class BatchMaker:
 
     @cached_property
     @torch.no_grad()
+    def silence_frame(self) -> torch.Tensor:
+        """(Q,) the codec's tokens for steady silence, one frame: what a stage's agent says when it is quiet."""
+        return self.codec.encode_ticks(torch.zeros(1, 8 * TICK_SAMPLES))[0, :, -1]
+
+    @cached_property
+    @torch.no_grad()
     def _silence_features(self) -> torch.Tensor:
         """(1, ticks, listen_dim) the listen encoder's features of a silent window."""
         return self.listen.encode(torch.zeros(1, self.ticks * TICK_SAMPLES)).reshape(1, self.ticks, -1)
