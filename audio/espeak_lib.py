@@ -5,7 +5,8 @@ costs ~10 ms per utterance, which caps data generation, and the program
 reports no timing. The library synthesises in-process several hundred times
 faster than real time and, through its synth callback, tells where in the
 audio every word begins (espeakEVENT_WORD), which is what word alignments
-need.
+need, and every phoneme (espeakEVENT_PHONEME), which the speech LM reads
+frame by frame (models/phonemes.py).
 
 espeak-ng keeps global state (one voice, one callback per process), so there
 is one `EspeakLibrary` per process, guarded by a lock; worker processes each
@@ -17,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -31,6 +32,8 @@ _CHARS_UTF8 = 1
 _EVENT_LIST_TERMINATED = 0
 _EVENT_WORD = 1
 _EVENT_END = 5
+_EVENT_PHONEME = 7
+_INITIALIZE_PHONEME_EVENTS = 1
 _PARAM_RATE = 1
 _PARAM_PITCH = 3
 _BUFFER_MS = 500
@@ -71,13 +74,23 @@ class WordEvent:
 
 
 @dataclass(frozen=True)
+class PhonemeEvent:
+    """espeak-ng starts the phoneme `name` (its ASCII mnemonic, e.g. "oU"; "_" is a pause) at audio sample `sample`."""
+
+    name: str
+    sample: int
+
+
+@dataclass(frozen=True)
 class RawSynthesis:
-    """What one synthesis gives: int16-range samples at the library's rate, word starts, clause ends."""
+    """What one synthesis gives: int16-range samples at the library's rate, word starts, clause ends,
+    and phoneme starts (espeak-ng only)."""
 
     audio: np.ndarray
     sample_rate: int
     words: list[WordEvent]
     clause_ends: list[int]
+    phonemes: list[PhonemeEvent] = field(default_factory=list)
 
 
 class EspeakLibrary:
@@ -97,7 +110,7 @@ class EspeakLibrary:
         self._lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p), ctypes.c_int, ctypes.c_int]
         self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         self.sample_rate = self._lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, data_path.encode() if data_path else None, 0
+            _AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, data_path.encode() if data_path else None, _INITIALIZE_PHONEME_EVENTS
         )
         if self.sample_rate <= 0:
             raise EspeakLibraryError("libespeak-ng failed to initialise (is espeak-ng-data installed?)")
@@ -106,6 +119,7 @@ class EspeakLibrary:
         self._chunks: list[np.ndarray] = []
         self._words: list[WordEvent] = []
         self._clause_ends: list[int] = []
+        self._phonemes: list[PhonemeEvent] = []
         self._callback = _Callback(self._on_audio)  # kept referenced: the library holds a raw pointer
         self._lib.espeak_SetSynthCallback(self._callback)
 
@@ -119,6 +133,8 @@ class EspeakLibrary:
                 self._words.append(WordEvent(event.text_position - 1, event.sample))
             elif event.type == _EVENT_END:
                 self._clause_ends.append(event.sample)
+            elif event.type == _EVENT_PHONEME:
+                self._phonemes.append(PhonemeEvent(event.id.string.decode("ascii", "replace"), event.sample))
             i += 1
         return 0  # 0 = go on synthesising
 
@@ -133,7 +149,7 @@ class EspeakLibrary:
             self._use_voice(voice_name)
             self._lib.espeak_SetParameter(_PARAM_RATE, speed, 0)
             self._lib.espeak_SetParameter(_PARAM_PITCH, pitch, 0)
-            self._chunks, self._words, self._clause_ends = [], [], []
+            self._chunks, self._words, self._clause_ends, self._phonemes = [], [], [], []
             # breath and roughness noise come from libc's rand(), whose state other libraries in the process
             # (onnxruntime, torch) also draw on at unpredictable times: reseed, so the same text gives the same samples
             self._libc.srand(0)
@@ -142,7 +158,7 @@ class EspeakLibrary:
             if status != 0:
                 raise EspeakLibraryError(f"espeak-ng could not synthesise {text[:40]!r} (error {status})")
             audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.int16)
-            return RawSynthesis(audio, self.sample_rate, self._words, self._clause_ends)
+            return RawSynthesis(audio, self.sample_rate, self._words, self._clause_ends, self._phonemes)
 
     def phonemes(self, text: str, voice_name: str) -> str:
         """espeak-ng's phonemes for text in its ASCII mnemonics (what `espeak-ng -x` prints), e.g.

@@ -140,6 +140,15 @@ class TimedWord:
     end: float
 
 
+@dataclass(frozen=True)
+class TimedPhoneme:
+    """A phoneme (espeak-ng's ASCII mnemonic, e.g. "oU") and when it sounds: seconds from the start of its Speech."""
+
+    name: str
+    start: float
+    end: float
+
+
 @dataclass(frozen=True, eq=False)
 class Speech:
     """Synthesised speech trimmed to the voice: audio starts at the first word's onset and ends at the last word's offset.
@@ -150,6 +159,8 @@ class Speech:
     audio: np.ndarray
     words: tuple[TimedWord, ...]
     sample_rate: int = SAMPLE_RATE
+    phonemes: tuple[TimedPhoneme, ...] = ()
+    """Pauses left out; given by libespeak-ng (speak_words), empty for other engines and kept renderings."""
 
     @property
     def duration(self) -> float:
@@ -175,7 +186,7 @@ def speak_words(text: str, voice: Voice = Voice(), sample_rate: int = SAMPLE_RAT
     spoken = SPOKEN_FORMS.get(text, {}).get(voice.engine)
     if spoken is not None:
         speech = speak_words(spoken, voice, sample_rate)
-        return Speech(speech.audio, (TimedWord(text, 0.0, speech.duration),), sample_rate)
+        return Speech(speech.audio, (TimedWord(text, 0.0, speech.duration),), sample_rate, speech.phonemes)
     tokens = [(m.start(), m.group()) for m in re.finditer(r"\S+", text)]
     if not tokens:
         return Speech(np.zeros(0, dtype=np.float32), (), sample_rate)
@@ -198,7 +209,19 @@ def speak_words(text: str, voice: Voice = Voice(), sample_rate: int = SAMPLE_RAT
     first, last = spans[0][1], spans[-1][2]
     out = resample(audio[first:last], raw.sample_rate, sample_rate)
     words = tuple(TimedWord(w, (s - first) / raw.sample_rate, (e - first) / raw.sample_rate) for w, s, e in spans)
-    return Speech(out, words, sample_rate)
+    return Speech(out, words, sample_rate, _timed_phonemes(raw, first, last))
+
+
+def _timed_phonemes(raw: RawSynthesis, first: int, last: int) -> tuple[TimedPhoneme, ...]:
+    """The synthesis's phonemes within the kept audio [first, last), each until the next one starts; pauses
+    ("_", "_:") mark where a phoneme ends and are left out."""
+    bounds = [e.sample for e in raw.phonemes[1:]] + [len(raw.audio)]
+    out = []
+    for event, end in zip(raw.phonemes, bounds):
+        start, end = max(event.sample, first), min(end, last)
+        if end > start and not event.name.startswith("_"):
+            out.append(TimedPhoneme(event.name, (start - first) / raw.sample_rate, (end - first) / raw.sample_rate))
+    return tuple(out)
 
 
 def _engine_synthesis(text: str, voice: Voice) -> RawSynthesis:

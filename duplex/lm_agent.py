@@ -37,13 +37,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from audio.tts import speak_words
 from duplex.agent import Agent, AgentState
+from duplex.domains import AGENT_VOICES
 from models.agent_checkpoint import AgentModels, load_agent_models
 from models.codec import CodecStreamState
 from models.listen_encoder import ListenState
 from models.lm import KVCache
 from models.onnx_export import OnnxCodecDecoder, OnnxListenStep, OnnxLMStep
-from models.phonemes import phoneme_ids, voiced_word
+from models.phonemes import mnemonic_ids, phoneme_ids, tick_phonemes, voiced_word
 from models.text_tokenizer import PAD
 
 SPEECH_RMS = 0.01
@@ -62,6 +64,11 @@ class Utterance:
     said: list[tuple[int, int]] = field(default_factory=list)
     voiced: bool = False
     """Whether the agent has been heard speaking since the utterance's first token."""
+    voicing: torch.Tensor | None = None
+    """(ticks, slots) ids of the phonemes sounding in each tick of the text as training's voice says it
+    (models/phonemes.py, third stream); None for models without it."""
+    voice_from: int | None = None
+    """The position whose codebook-0 target is the first frame of the speech: once the first word is announced."""
 
 
 @dataclass
@@ -154,13 +161,18 @@ class SpeechLMAgent(Agent):
 
     def say(self, state: AgentState, text: str, say_id: str) -> None:
         """Queue text to say; word by word, as training gave it (models/phonemes.py for the phonemes)."""
-        slots = self.m.lm.config.phoneme_slots
+        c = self.m.lm.config
+        slots = c.phoneme_slots
         pending = deque()
         for word in text.split():
             phonemes = torch.from_numpy(phoneme_ids(word, slots)) if slots else None
             for i, token in enumerate(self.m.tokenizer.encode(word)):
                 pending.append((token, phonemes if i == 0 else None))
-        state.say_queue.append(Utterance(say_id, pending))
+        voicing = None
+        if c.phoneme_streams > 2 and pending:
+            ticks = tick_phonemes(speak_words(text, AGENT_VOICES[0]).phonemes)
+            voicing = torch.from_numpy(np.stack([mnemonic_ids(t, slots) for t in ticks] or [np.zeros(slots, np.int64)]))
+        state.say_queue.append(Utterance(say_id, pending, voicing=voicing))
 
     @torch.no_grad()
     def step(self, states: Sequence[AgentState], listen: np.ndarray) -> np.ndarray:
@@ -265,7 +277,8 @@ class SpeechLMAgent(Agent):
 
     def _phonemes(self, states: Sequence[LMState]) -> torch.Tensor | None:
         """(B, phoneme_width) what each session reads this tick: the phonemes that come with its last text
-        token and (second stream) those of the word it is voicing; empty slots where none."""
+        token, (second stream) those of the word it is voicing and (third) those of the frame it says now;
+        empty slots where none."""
         c = self.m.lm.config
         if not c.phoneme_slots or all(s.prev_phonemes is None and not s.announced for s in states):
             return None
@@ -276,7 +289,12 @@ class SpeechLMAgent(Agent):
             if c.phoneme_streams > 1 and s.announced:
                 k = voiced_word([position for position, _ in s.announced], s.tick, self.text_lead)
                 if k is not None:
-                    rows[b, c.phoneme_slots :] = s.announced[k][1]
+                    rows[b, c.phoneme_slots : 2 * c.phoneme_slots] = s.announced[k][1]
+            u = s.utterance
+            if c.phoneme_streams > 2 and u is not None and u.voice_from is not None:
+                j = s.tick - u.voice_from
+                if 0 <= j < len(u.voicing):
+                    rows[b, 2 * c.phoneme_slots :] = u.voicing[j]
         return rows
 
     def _text_token(self, s: LMState, logits: torch.Tensor) -> int:
@@ -290,6 +308,8 @@ class SpeechLMAgent(Agent):
         if token == PAD or not u.pending:
             return PAD
         forced, s.prev_phonemes = u.pending.popleft()
+        if not u.said:  # its first word: read at the next position, voiced text_lead - 1 after that
+            u.voice_from = s.tick + self.text_lead
         if s.prev_phonemes is not None:
             s.announced.append((s.tick + 1, s.prev_phonemes))  # read at the next position
         u.said.append((s.tick, forced))

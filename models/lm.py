@@ -67,7 +67,8 @@ class SyncLMConfig:
     phoneme_slots: int = 0
     """Phoneme characters read beside a word's first text token (models/phonemes.py); 0: no phoneme input."""
     phoneme_streams: int = 1
-    """1: the announced word's phonemes; 2: also, every tick, those of the word being voiced."""
+    """1: the announced word's phonemes; 2: also, every tick, those of the word being voiced; 3: also, every
+    tick, those sounding in the frame being said (espeak-ng's timing; models/phonemes.py)."""
 
     @property
     def head_dim(self) -> int:

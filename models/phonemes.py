@@ -18,6 +18,18 @@ attention alone, which of the words it has read it is saying now (what a
 small model was seen to lose: "ten, eleven, twelve" came back as "Sven,
 iron, iron, tavern, twelve").
 
+A third stream (`phoneme_streams` 3) gives at every tick the phonemes
+that sound in the frame the position's codebook-0 target holds, by
+espeak-ng's own timing (`tick_phonemes`): which sound comes now, not only
+which word. Why: with the word alone the model must count its way through
+the word's sounds by attending to what it has said, and a 9.7 M-parameter
+model trained for hours still said held-out sentences at a WER near 1
+(docs/benchmarks.md); given the sound of each frame, what is left is how
+that sound is said in this voice, a mapping a small model learns quickly
+(FastSpeech's durations play this part; here espeak-ng gives them). The
+agent renders the text it is asked to say in the voice training used and
+plays that schedule from the tick its first word is voiced.
+
 A word's phonemes enter as `slots` ids, one per character of the mnemonic
 string (0 = empty slot); the model gives each (slot, character) pair its own
 embedding and sums them, so the code keeps the order of the sounds. The
@@ -27,11 +39,15 @@ alphabet is printable ASCII, fixed, so no vocabulary file goes with a model.
 from __future__ import annotations
 
 import bisect
+import math
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 
 from audio.espeak_lib import espeak_library
+from audio.frames import SAMPLE_RATE, TICK_SAMPLES
+from audio.tts import TimedPhoneme
 
 ALPHABET_SIZE = 96
 """Ids 1..95 are the printable ASCII characters ' '..'~'; 0 is an empty slot."""
@@ -49,10 +65,35 @@ def word_phonemes(word: str) -> str:
 
 def phoneme_ids(word: str, slots: int) -> np.ndarray:
     """(slots,) int64 ids of the word's phoneme characters, cut at `slots` (long words lose their end)."""
+    return mnemonic_ids(word_phonemes(word), slots)
+
+
+def mnemonic_ids(mnemonics: str, slots: int) -> np.ndarray:
+    """(slots,) int64 ids of the printable characters of `mnemonics`, cut at `slots`; 0 fills the rest."""
     ids = np.zeros(slots, dtype=np.int64)
-    text = [c for c in word_phonemes(word) if " " < c <= "~"][:slots]
+    text = [c for c in mnemonics if " " < c <= "~"][:slots]
     ids[: len(text)] = [ord(c) - 31 for c in text]
     return ids
+
+
+TICK_SECONDS = TICK_SAMPLES / SAMPLE_RATE
+SOUNDING_SECONDS = 0.02
+"""A phoneme counts as sounding in a tick when it fills this much of it (or half of itself, if shorter)."""
+
+
+def tick_phonemes(phonemes: Sequence[TimedPhoneme]) -> list[str]:
+    """The phonemes sounding in each tick of a speech, from its start: their mnemonics joined, in order
+    ("" where none sound: a pause)."""
+    if not phonemes:
+        return []
+    ticks = math.ceil(phonemes[-1].end / TICK_SECONDS)
+    out = [""] * ticks
+    for p in phonemes:
+        least = min(SOUNDING_SECONDS, (p.end - p.start) / 2)
+        for j in range(int(p.start // TICK_SECONDS), min(ticks, math.ceil(p.end / TICK_SECONDS))):
+            if min(p.end, (j + 1) * TICK_SECONDS) - max(p.start, j * TICK_SECONDS) >= least:
+                out[j] += p.name
+    return out
 
 
 def voiced_word(announced: list[int], position: int, text_lead: int) -> int | None:

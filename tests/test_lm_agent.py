@@ -164,6 +164,41 @@ def test_words_to_say_come_with_their_phonemes_alike_in_onnxruntime_and_torch(ti
     assert events[0] == events[1]
 
 
+def test_words_to_say_are_voiced_on_the_schedule_of_their_phonemes(tiny_folder):
+    """A model with the third phoneme stream reads, from the tick its first word is voiced, the phonemes
+    sounding in each tick of the text as training's voice says it (models/phonemes.py)."""
+    import torch
+
+    from audio.tts import speak_words
+    from duplex.domains import AGENT_VOICES
+    from duplex.lm_agent import SpeechLMAgent
+    from models.phonemes import mnemonic_ids, tick_phonemes
+
+    models = load_agent_models(tiny_folder)
+    lm = SyncLM(dataclasses.replace(models.lm.config, phoneme_slots=8, phoneme_streams=3))
+    torch.nn.init.normal_(lm.phoneme_embed.weight, std=0.5)
+    models = AgentModels(lm.eval(), models.codec, models.listen, models.tokenizer)
+    agent = SpeechLMAgent(models, onnx=False)
+    state = agent.new_state()
+    agent.say(state, "hello there", "s")
+    ticks = tick_phonemes(speak_words("hello there", AGENT_VOICES[0]).phonemes)
+    voicing = state.say_queue[0].voicing
+    assert voicing.shape == (len(ticks), 8) and torch.equal(voicing[1], torch.from_numpy(mnemonic_ids(ticks[1], 8)))
+    state.user_recent = 3
+    agent.step([state], np.zeros((1, 1280), np.float32))
+    u = state.utterance
+    assert u.voice_from == state.tick - 1 + agent.text_lead  # announced at the next position, voiced one later
+    assert not agent._phonemes([state])[0][16:].any()  # the word is announced, not voiced yet
+    state.tick = u.voice_from + 2
+    assert torch.equal(agent._phonemes([state])[0][16:], voicing[2])
+    state.tick = u.voice_from + len(ticks)
+    assert not agent._phonemes([state])[0][16:].any()  # the schedule has run out
+    user = np.random.default_rng(2).normal(0, 0.05, 16000 * 2).astype(np.float32)
+    events = [respond_audio(SpeechLMAgent(models, onnx=onnx), user, seed=4, say="hello there").events
+              for onnx in (True, False)]
+    assert events[0] == events[1]
+
+
 def test_a_new_session_steps_without_error_before_its_first_frame_is_complete(tiny_folder):
     # the first `acoustic_delay` ticks have no complete codec frame: silence, not an out-of-range code
     from duplex.lm_agent import SpeechLMAgent

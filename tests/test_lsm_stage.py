@@ -264,6 +264,43 @@ def test_words_come_with_their_phonemes_beside_their_first_token(parts):
     assert own_text.encode([s.example(0)]).phonemes is None
 
 
+def test_the_third_stream_gives_each_position_the_phonemes_of_its_target_frame(parts):
+    from dataclasses import replace
+
+    from models.phonemes import mnemonic_ids
+
+    lm = replace(TINY_LM, phoneme_slots=6, phoneme_streams=3)
+    s = stage(parts, lm=lm)
+    # an example whose speech starts late enough for its first word to be announced text_lead ticks ahead
+    e = next(e for e in map(s.example, range(20)) if e.voicing[0] >= 5)
+    first, ticks = e.voicing
+    assert first == e.words[0][1] and ticks[0]  # from the tick where the placed speech starts, which sounds
+    last_word_end = e.words[-1][1] + 2  # a word lasts more than one tick, and the sounds end with the words
+    assert last_word_end - 1 <= first + len(ticks) <= last_word_end + 12
+    b = s.batches.encode([e])
+    third = b.phonemes[0, :, 12:]
+    for position in range(40):  # codebook 0's target at position p is frame p + 1 + d
+        j = position + 1 + lm.acoustic_delay - first
+        want = mnemonic_ids(ticks[j], 6) if 0 <= j < len(ticks) else np.zeros(6, np.int64)
+        assert np.array_equal(third[position].numpy(), want)
+    assert third.any()
+    # the first word's first frame is the first position of the second stream that voices it
+    voiced = b.phonemes[0, :, 6:12].any(-1).nonzero()[0, 0]
+    assert voiced + 1 + lm.acoustic_delay == first
+
+
+def test_a_rendering_timed_otherwise_is_moved_onto_the_pool_words():
+    from training.lsm_stage import _moved_onto
+
+    speech = speak_words("hello there", Voice())
+    later = [speech.words[0].start + 0.01, speech.words[1].start + 0.05]
+    moved = _moved_onto(speech, later)
+    d = [p.name for p in speech.phonemes].index("D")
+    assert abs(moved[0].start - speech.phonemes[0].start - 0.01) < 1e-9
+    assert abs(moved[d].start - speech.phonemes[d].start - 0.05) < 1e-9
+    assert _moved_onto(speech, later[:1]) == list(speech.phonemes)  # other words: left as they are
+
+
 def test_hidden_spelling_turns_whole_words_to_pad_and_keeps_the_targets():
     from training.speech_lm_stage import LMBatch, hide_spelling
 

@@ -33,6 +33,7 @@ and listen encoder copied in), so `duplex respond --model FOLDER` runs it.
 
 from __future__ import annotations
 
+import bisect
 import multiprocessing
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -45,10 +46,11 @@ from tqdm import tqdm
 
 from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from audio.speech_cache import cached_speak_words
-from audio.tts import Speech, Voice, speak_words, synthesize
+from audio.tts import Speech, TimedPhoneme, Voice, speak_words, synthesize
 from duplex.domains import AGENT_VOICES, BACKCHANNELS, DOMAINS, SPLITS, sample_exchange
 from models.checkpoint import config_from_dict, read_pretrained
 from models.lm import MODEL_TYPE, SyncLMConfig
+from models.phonemes import tick_phonemes
 from training import token_cache
 from training.speech_lm_stage import (
     WITH_PHONEMES,
@@ -111,19 +113,25 @@ class LSMStage(SpeechLMStage):
         super().__init__(config)
         self.name = "lsm-listen" if config.listening else "lsm-tts"
         self._utterances: dict[int, _Utterance] = {}
+        self._voicings: dict[int, list[str]] = {}
         self._user_clips: dict[int, np.ndarray] = {}
 
     def example(self, index: int) -> Example:
         """The index-th example: pure function of (seed, index)."""
         c = self.config
         rng = np.random.default_rng([c.seed, index, 7])
-        utterance = self._utterance(int(rng.integers(c.sentence_pool)))
+        sentence = int(rng.integers(c.sentence_pool))
+        utterance = self._utterance(sentence)
         n_frames = self.batches.samples // TICK_SAMPLES
         start_tick = int(rng.integers(1, 8))
         codes = self._silence[:, None].repeat(1, n_frames)
         placed = utterance.codes[:, : n_frames - start_tick + 1]
         codes[:, start_tick - 1 : start_tick - 1 + placed.shape[1]] = placed  # its speech starts at its frame 1
         words = [(w, start_tick + t) for w, t in utterance.words]
+        voicing = None
+        if self.lm_config.phoneme_streams > 2:
+            # the whole schedule, also past a cut: the agent gives it until it sees that the model stopped
+            voicing = (start_tick, self._voicing(sentence, utterance))
         user = np.zeros(self.batches.samples, np.float32)
         kind = "tts"
         if c.listening:
@@ -132,7 +140,8 @@ class LSMStage(SpeechLMStage):
             if cut_tick is not None:
                 codes[:, cut_tick:] = self._silence[:, None]
                 words = [(w, t) for w, t in words if t < cut_tick]
-        return Example(None, user, words, kind=kind, agent_codes=codes, stop_tick=cut_tick if c.listening else None)
+        return Example(None, user, words, kind=kind, agent_codes=codes, stop_tick=cut_tick if c.listening else None,
+                       voicing=voicing)
 
     @property
     def _silence(self) -> torch.Tensor:
@@ -148,6 +157,16 @@ class LSMStage(SpeechLMStage):
             codes = token_cache.encode_together(self.batches.codec, self._padded(speech))[0]
             self._utterances[sentence] = self._pooled(speech, codes)
         return self._utterances[sentence]
+
+    def _voicing(self, sentence: int, utterance: _Utterance) -> list[str]:
+        """The phonemes sounding in each tick of pooled sentence `sentence` (models/phonemes.py). The pool
+        keeps no phoneme timing, and libespeak-ng times a sentence a little differently after others
+        (tens of ms per word), so a new rendering's phonemes are moved word by word onto the pool's words."""
+        if sentence not in self._voicings:
+            fresh = speak_words(self._pool_text(sentence), AGENT_VOICES[0])
+            self._voicings[sentence] = tick_phonemes(_moved_onto(fresh, [t * TICK_SAMPLES / SAMPLE_RATE
+                                                                        for _, t in utterance.words]))
+        return self._voicings[sentence]
 
     def _padded(self, speech: Speech) -> list[np.ndarray]:
         """The speech as pooled: one silent tick before, enough after for the acoustic delay."""
@@ -300,6 +319,20 @@ def _render(text: str) -> Speech:
     """A pool-making process's job: one sentence in the agent's voice (the pool file keeps it, not the
     speech cache)."""
     return speak_words(text, AGENT_VOICES[0])
+
+
+def _moved_onto(speech: Speech, word_starts: list[float]) -> list[TimedPhoneme]:
+    """The speech's phonemes, each moved by as much as its word's start differs in `word_starts` (seconds;
+    another rendering of the same words); unmoved if the two renderings' words differ in number."""
+    if len(word_starts) != len(speech.words):
+        return list(speech.phonemes)
+    starts = [w.start for w in speech.words]
+    moved = []
+    for p in speech.phonemes:
+        k = max(0, bisect.bisect_right(starts, p.start + 1e-6) - 1)
+        shift = word_starts[k] - starts[k]
+        moved.append(TimedPhoneme(p.name, max(0.0, p.start + shift), max(0.0, p.end + shift)))
+    return moved
 
 
 def _rms(x: np.ndarray) -> float:

@@ -11,9 +11,10 @@ them into token tensors aligned as the model reads them at run time
   f + 1 + d (d = the acoustic delay); the model reads last position's column;
 - text stream: each word's tokens start `text_lead` ticks before its audio,
   one token per tick, <pad> elsewhere (Moshi's inner monologue); for a model
-  with phoneme input, the word's phonemes come with its first token and
-  (second stream) while it is voiced (models/phonemes.py), in stages where
-  the words are given to the model;
+  with phoneme input, the word's phonemes come with its first token,
+  (second stream) while it is voiced and (third) those sounding in each
+  frame (models/phonemes.py), in stages where the words are given to the
+  model;
 - listen features: the frozen listen encoder on the user's channel (on a
   GPU the loss computes them there from the batch's audio: on one core of a
   batch worker they cost more than the rest of the batch).
@@ -45,7 +46,7 @@ from models.checkpoint import config_to_dict, load_weights, read_pretrained
 from models.codec import Codec, load_codec
 from models.listen_encoder import ListenEncoder, load_listen_encoder
 from models.lm import MODEL_TYPE, SyncLM, SyncLMConfig
-from models.phonemes import phoneme_ids, voiced_word
+from models.phonemes import mnemonic_ids, phoneme_ids, voiced_word
 from models.text_tokenizer import PAD, TextTokenizer
 from training.speech_text import reading_sentence, training_sentence
 
@@ -69,6 +70,9 @@ class Example:
     partner_target: torch.Tensor | None = None
     """(Q, ticks) the codec frame of the heard channel's next tick after each position (IGNORE where
     unknown): the partner-prediction target, for stages that have the heard channel's tokens."""
+    voicing: tuple[int, list[str]] | None = None
+    """The tick of the agent's channel where its speech starts, and the phonemes sounding in each tick from
+    there (models/phonemes.py `tick_phonemes`): the third phoneme stream, for stages whose speech has them."""
 
 
 @dataclass
@@ -89,10 +93,10 @@ class LMBatch:
                           for f in dataclasses.fields(self)})
 
 
-WITH_PHONEMES = SyncLMConfig(phoneme_slots=24, phoneme_streams=2)
-"""The recipe's LM from session 7 on: given words come with their phonemes, announced and while voiced
-(models/phonemes.py); 24 characters hold all but the longest words' mnemonics. Every stage's preset uses
-it, since a stage starts from the weights of the one before."""
+WITH_PHONEMES = SyncLMConfig(phoneme_slots=24, phoneme_streams=3)
+"""The recipe's LM: given words come with their phonemes, announced, while voiced (session 7) and frame by
+frame (session 9; models/phonemes.py); 24 characters hold all but the longest words' mnemonics. Every
+stage's preset uses it, since a stage starts from the weights of the one before."""
 
 IGNORE = -100
 """Target id that the cross-entropy skips."""
@@ -165,10 +169,10 @@ class BatchMaker:
                 position += 1
         return stream, starts
 
-    def phoneme_input(self, starts: list[tuple[int, str]]) -> np.ndarray:
+    def phoneme_input(self, starts: list[tuple[int, str]], voicing: tuple[int, list[str]] | None = None) -> np.ndarray:
         """(T, phoneme_width) phoneme ids as the model reads them (models/phonemes.py): each word's beside
-        its first token (a position after that token's target), and with two streams, every position's
-        voiced word's in the second."""
+        its first token (a position after that token's target), with two streams every position's voiced
+        word's in the second, and with three the phonemes of its codebook-0 target frame in the third."""
         c = self.lm_config
         slots = c.phoneme_slots
         out = np.zeros((self.ticks, c.phoneme_width), dtype=np.int64)
@@ -181,7 +185,13 @@ class BatchMaker:
             for position in range(self.ticks):
                 k = voiced_word(announced, position, self.text_lead)
                 if k is not None:
-                    out[position, slots:] = ids[k]
+                    out[position, slots : 2 * slots] = ids[k]
+        if c.phoneme_streams > 2 and voicing is not None:
+            first, ticks = voicing
+            for position in range(self.ticks):
+                j = position + 1 + c.acoustic_delay - first  # the frame codebook 0's target holds
+                if 0 <= j < len(ticks):
+                    out[position, 2 * slots :] = mnemonic_ids(ticks[j], slots)
         return out
 
     @cached_property
@@ -212,7 +222,8 @@ class BatchMaker:
         text_in[:, 1:] = text_target[:, :-1]
         phonemes = None
         if self.give_phonemes:
-            phonemes = torch.from_numpy(np.stack([self.phoneme_input(starts) for _, starts in streams]))
+            phonemes = torch.from_numpy(np.stack([self.phoneme_input(starts, e.voicing)
+                                                  for (_, starts), e in zip(streams, examples)]))
         user = torch.from_numpy(np.stack([e.user[: T * TICK_SAMPLES] for e in examples]))
         heard = None
         if self.listen_later:
