@@ -31,7 +31,7 @@ import codecs
 import itertools
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,9 +64,9 @@ class Utterance:
     said: list[tuple[int, int]] = field(default_factory=list)
     voiced: bool = False
     """Whether the agent has been heard speaking since the utterance's first token."""
-    voicing: torch.Tensor | None = None
+    voicing: Future | None = None
     """(ticks, slots) ids of the phonemes sounding in each tick of the text as training's voice says it
-    (models/phonemes.py, third stream); None for models without it."""
+    (models/phonemes.py, third stream), being rendered off the tick thread; None for models without it."""
     voice_from: int | None = None
     """The position whose codebook-0 target is the first frame of the speech: once the first word is announced."""
 
@@ -129,6 +129,10 @@ class SpeechLMAgent(Agent):
         self._decode = OnnxCodecDecoder(models.codec, threads) if onnx else models.codec.decode_step
         self._listen_one = OnnxListenStep(models.listen, threads) if onnx else models.listen.step
         self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="lm-lane") if self.lanes > 1 else None
+        self._renderer = ThreadPoolExecutor(1, thread_name_prefix="say-phonemes")
+        """Renders text to say with espeak-ng for its phoneme timing: tens of ms for a sentence, which the
+        tick thread must not wait for (libespeak-ng runs without the GIL); needed only once the first word
+        is voiced, a few ticks later."""
         self.name = name
         self.role = role
         self.tick_ms = models.lm.config.tick_ms
@@ -168,10 +172,7 @@ class SpeechLMAgent(Agent):
             phonemes = torch.from_numpy(phoneme_ids(word, slots)) if slots else None
             for i, token in enumerate(self.m.tokenizer.encode(word)):
                 pending.append((token, phonemes if i == 0 else None))
-        voicing = None
-        if c.phoneme_streams > 2 and pending:
-            ticks = tick_phonemes(speak_words(text, AGENT_VOICES[0]).phonemes)
-            voicing = torch.from_numpy(np.stack([mnemonic_ids(t, slots) for t in ticks] or [np.zeros(slots, np.int64)]))
+        voicing = self._renderer.submit(_voicing, text, slots) if c.phoneme_streams > 2 and pending else None
         state.say_queue.append(Utterance(say_id, pending, voicing=voicing))
 
     @torch.no_grad()
@@ -231,6 +232,7 @@ class SpeechLMAgent(Agent):
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
+        self._renderer.shutdown()
 
     @torch.no_grad()
     def predict_partner(self, states: Sequence[LMState]) -> np.ndarray:
@@ -292,9 +294,9 @@ class SpeechLMAgent(Agent):
                     rows[b, c.phoneme_slots : 2 * c.phoneme_slots] = s.announced[k][1]
             u = s.utterance
             if c.phoneme_streams > 2 and u is not None and u.voice_from is not None:
-                j = s.tick - u.voice_from
-                if 0 <= j < len(u.voicing):
-                    rows[b, 2 * c.phoneme_slots :] = u.voicing[j]
+                j, voicing = s.tick - u.voice_from, u.voicing.result()
+                if 0 <= j < len(voicing):
+                    rows[b, 2 * c.phoneme_slots :] = voicing[j]
         return rows
 
     def _text_token(self, s: LMState, logits: torch.Tensor) -> int:
@@ -343,6 +345,12 @@ class SpeechLMAgent(Agent):
         s.events.append({"type": "agent.say.done", "id": u.say_id, "interrupted": interrupted,
                          "spoken_text": self.m.tokenizer.decode(spoken).strip()})
         s.utterance = None
+
+
+def _voicing(text: str, slots: int) -> torch.Tensor:
+    """(ticks, slots) ids of the phonemes sounding in each tick of `text` in the voice training spoke."""
+    ticks = tick_phonemes(speak_words(text, AGENT_VOICES[0]).phonemes)
+    return torch.from_numpy(np.stack([mnemonic_ids(t, slots) for t in ticks] or [np.zeros(slots, np.int64)]))
 
 
 @dataclass

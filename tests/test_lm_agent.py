@@ -182,7 +182,7 @@ def test_words_to_say_are_voiced_on_the_schedule_of_their_phonemes(tiny_folder):
     state = agent.new_state()
     agent.say(state, "hello there", "s")
     ticks = tick_phonemes(speak_words("hello there", AGENT_VOICES[0]).phonemes)
-    voicing = state.say_queue[0].voicing
+    voicing = state.say_queue[0].voicing.result()
     assert voicing.shape == (len(ticks), 8) and torch.equal(voicing[1], torch.from_numpy(mnemonic_ids(ticks[1], 8)))
     state.user_recent = 3
     agent.step([state], np.zeros((1, 1280), np.float32))
