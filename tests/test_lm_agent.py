@@ -132,6 +132,16 @@ def test_the_agent_says_the_same_with_and_without_onnxruntime(tiny_folder):
     assert events[0] == events[1]
 
 
+def with_phonemes(tiny_folder, streams: int) -> AgentModels:
+    """The tiny agent's parts with an LM that reads `streams` phoneme streams of 8 slots (random weights)."""
+    import torch
+
+    models = load_agent_models(tiny_folder)
+    lm = SyncLM(dataclasses.replace(models.lm.config, phoneme_slots=8, phoneme_streams=streams))
+    torch.nn.init.normal_(lm.phoneme_embed.weight, std=0.5)
+    return AgentModels(lm.eval(), models.codec, models.listen, models.tokenizer)
+
+
 def test_words_to_say_come_with_their_phonemes_alike_in_onnxruntime_and_torch(tiny_folder, tmp_path):
     """A model with phoneme input reads each word's phonemes beside its first token (models/phonemes.py)."""
     import torch
@@ -139,10 +149,7 @@ def test_words_to_say_come_with_their_phonemes_alike_in_onnxruntime_and_torch(ti
     from duplex.lm_agent import SpeechLMAgent
     from models.phonemes import phoneme_ids
 
-    models = load_agent_models(tiny_folder)
-    lm = SyncLM(dataclasses.replace(models.lm.config, phoneme_slots=8, phoneme_streams=2))
-    torch.nn.init.normal_(lm.phoneme_embed.weight, std=0.5)
-    models = AgentModels(lm.eval(), models.codec, models.listen, models.tokenizer)
+    models = with_phonemes(tiny_folder, streams=2)
     agent = SpeechLMAgent(models, onnx=False)
     state = agent.new_state()
     agent.say(state, "hello there, francesca", "s")
@@ -174,10 +181,7 @@ def test_words_to_say_are_voiced_on_the_schedule_of_their_phonemes(tiny_folder):
     from duplex.lm_agent import SpeechLMAgent
     from models.phonemes import mnemonic_ids, tick_phonemes
 
-    models = load_agent_models(tiny_folder)
-    lm = SyncLM(dataclasses.replace(models.lm.config, phoneme_slots=8, phoneme_streams=3))
-    torch.nn.init.normal_(lm.phoneme_embed.weight, std=0.5)
-    models = AgentModels(lm.eval(), models.codec, models.listen, models.tokenizer)
+    models = with_phonemes(tiny_folder, streams=3)
     agent = SpeechLMAgent(models, onnx=False)
     state = agent.new_state()
     agent.say(state, "hello there", "s")
