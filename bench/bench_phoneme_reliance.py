@@ -5,8 +5,9 @@
 Teacher-forced batches of the lsm stage-1 examples (the default pool, seed
 1, so not the batches it trained on), every text token visible; the
 cross-entropy of each codebook with the phonemes as the model was trained to
-read them, and with none. A model that ignores its phonemes shows the same
-losses both ways.
+read them, with none, and (for a model with more than one stream) with each
+stream but one. A model that ignores its phonemes, or one of their streams,
+shows the same losses both ways.
 """
 
 from __future__ import annotations
@@ -31,11 +32,17 @@ def main() -> None:
     stage = stage_for_checkpoint(args.model, hide_spelling=0.0, seed=1)
     lm_config = stage.lm_config
     model = stage.build_model().eval()
-    losses = {"with phonemes": torch.zeros(lm_config.n_codebooks), "without": torch.zeros(lm_config.n_codebooks)}
+    slots, streams = lm_config.phoneme_slots, lm_config.phoneme_streams
+    names = ["with phonemes", *(f"without stream {k + 1}" for k in range(streams) if streams > 1), "without"]
+    losses = {name: torch.zeros(lm_config.n_codebooks) for name in names}
     with torch.no_grad():
         for step in range(args.batches):
             b = stage.batch(step, 8, 0, 1)
-            for name, phonemes in (("with phonemes", b.phonemes), ("without", None)):
+            given = {"with phonemes": b.phonemes, "without": None}
+            for k in range(streams if streams > 1 else 0):
+                given[f"without stream {k + 1}"] = b.phonemes.clone()
+                given[f"without stream {k + 1}"][..., k * slots : (k + 1) * slots] = 0
+            for name, phonemes in given.items():
                 audio = model(b.audio_in, b.text_in, b.listen, b.role, phonemes)[1]
                 for q in range(lm_config.n_codebooks):
                     losses[name][q] += F.cross_entropy(audio[:, q].flatten(0, 1), b.audio_target[:, q].flatten())

@@ -322,6 +322,31 @@ def test_hidden_spelling_turns_whole_words_to_pad_and_keeps_the_targets():
     assert batch.text_in.tolist() == [[0, 5, 6, 0, 0, 0, 9, 0]]  # the second word only, up to the next start
     hide_spelling(batch, 0.5, HideAt([1, 6]), slots=2)
     assert batch.text_in.tolist() == [[0] * 8] and batch.text_target.tolist() == [[0, 5, 6, 7, 8, 0, 9, 0]]
+    assert phonemes[0, [1, 3, 6], 0].tolist() == [4, 4, 4]  # the phonemes stay unless asked
+
+
+def test_hidden_words_may_lose_their_announced_phonemes_too():
+    from training.speech_lm_stage import LMBatch, hide_spelling
+
+    text_in = torch.tensor([[0, 5, 6, 7, 8, 0, 9, 0]])
+    phonemes = torch.zeros(1, 8, 4, dtype=torch.long)
+    phonemes[0, [1, 3, 6], 0] = 4  # announced (first stream) at 1, 3 and 6
+    phonemes[0, 2:8, 2] = 7  # the second stream: what is voiced
+    batch = LMBatch(*[None] * 2, text_in, text_in.clone(), *[None] * 2, phonemes=phonemes)
+
+    class Draws:  # the first draw hides the spelling of the words at 1 and 3, the second the phonemes at 3
+        def __init__(self):
+            self.calls = iter([[1, 3], [3, 6]])
+
+        def random(self, shape):
+            draws = np.ones(shape)
+            draws[0, next(self.calls)] = 0.0
+            return draws
+
+    hide_spelling(batch, 0.5, Draws(), slots=2, announced_share=0.5)
+    assert batch.text_in.tolist() == [[0, 0, 0, 0, 0, 0, 9, 0]]
+    assert batch.phonemes[0, [1, 3, 6], 0].tolist() == [4, 0, 4]  # only a word whose spelling is hidden too
+    assert (batch.phonemes[0, 2:8, 2] == 7).all()  # the other streams keep it
 
 
 def test_the_first_codebook_can_weigh_more_in_the_audio_loss(parts):

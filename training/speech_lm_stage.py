@@ -239,13 +239,18 @@ class BatchMaker:
         return LMBatch(audio_in, target, text_in, text_target, listen, role, partner, phonemes, heard)
 
 
-def hide_spelling(batch: LMBatch, share: float, rng: np.random.Generator, slots: int) -> None:
-    """Turn the input text tokens of a share of the words that come with phonemes into <pad>, in place.
+def hide_spelling(batch: LMBatch, share: float, rng: np.random.Generator, slots: int,
+                  announced_share: float = 0.0) -> None:
+    """Turn the input text tokens of a share of the words that come with phonemes into <pad>, in place;
+    of those words, hide `announced_share` of the phonemes read beside them too.
 
     Why: a model that has learned a word's tokens has no reason to read its phonemes, and then says
     words it never heard as badly as before (its codebook-0 loss was 1% lower with phonemes than
     without, 1259 steps after they were added: docs/benchmarks.md). Words seen only as phonemes teach
-    it to read them. The targets keep every token, so the text head still learns when words come."""
+    it to read them. Likewise a model that reads the announced phonemes ignored the streams added
+    after them (the voiced word's, each frame's: bench/bench_phoneme_reliance.py, session 9); a word
+    known only from those streams teaches it to read them. The targets keep every token, so the text
+    head still learns when words come."""
     if batch.phonemes is None or share <= 0:
         return
     starts = batch.phonemes[..., :slots].any(-1).numpy()  # (B, T) positions that announce a word
@@ -257,6 +262,9 @@ def hide_spelling(batch: LMBatch, share: float, rng: np.random.Generator, slots:
             text[b, t] = PAD
             t += 1
     batch.text_in = torch.from_numpy(text)
+    if announced_share > 0:
+        unannounced = torch.from_numpy(hidden & (rng.random(starts.shape) < announced_share))
+        batch.phonemes[..., :slots][unannounced] = 0
 
 
 def lm_loss(model: nn.Module, batch: LMBatch, first_codebook_weight: float = 1.0,
@@ -317,6 +325,8 @@ class SpeechLMStageConfig:
     said (Moshi weights its semantic codebook 100x)."""
     hide_spelling: float = 0.0
     """Share of the words given with phonemes whose text tokens the model does not see (`hide_spelling`)."""
+    hide_announced: float = 0.0
+    """Share of those words whose phonemes read beside the first token are hidden too (`hide_spelling`)."""
     vocab_size: int = 1024
     """Byte-level BPE: 256 bytes + <pad> + merges; ~1000 makes most words one token, so text keeps pace."""
     seed: int = 0
@@ -376,7 +386,7 @@ class SpeechLMStage:
         first = (step * world_size + rank) * batch_size
         batch = self.batches.encode([self.example(first + i) for i in range(batch_size)])
         hide_spelling(batch, self.config.hide_spelling, np.random.default_rng([self.config.seed, step, rank, 8]),
-                      self.lm_config.phoneme_slots)
+                      self.lm_config.phoneme_slots, self.config.hide_announced)
         return batch
 
     def loss(self, model: nn.Module, batch: LMBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
