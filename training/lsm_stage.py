@@ -343,17 +343,19 @@ READING_POOL = {"sentence_pool": 8000, "reading_share": 0.4, "domain_share": 0.2
 """The pool of session 6 on: a grammar of 210 words taught the first stage-1 run to say those words and
 babble on held-out ones, so two fifths of the pool are dictionary words and one fifth the domains' answers."""
 
-HIDDEN = {"hide_spelling": 0.3, "hide_announced": 0.5}
-"""Words the model must read from their phonemes: 30% without their text tokens (session 7), half of
-those also without the phonemes read beside them, known only by the streams of what is voiced (session 9)."""
+READ_WHAT_IS_SAID = {"hide_spelling": 0.3, "hide_announced": 0.5, "corrupt_audio": 0.25}
+"""What makes the model read what it is to say rather than guess it: 30% of the words without their text
+tokens (session 7), half of those also without the phonemes read beside them, known only by the streams
+of what is voiced, and a quarter of the frames it said last replaced by others (session 9;
+training/speech_lm_stage.py `hide_spelling`, `corrupt_audio`)."""
 
-LISTEN = LSMStageConfig(lm=WITH_PHONEMES, listening=True, **HIDDEN, **READING_POOL)
+LISTEN = LSMStageConfig(lm=WITH_PHONEMES, listening=True, **READ_WHAT_IS_SAID, **READING_POOL)
 LISTEN_TRAIN = TrainConfig(steps=4000, batch_size=8, lr=3e-4, lr_warmup_steps=100, checkpoint_minutes=5)
 
 PRESETS: dict[str, tuple[LSMStageConfig, TrainConfig]] = {
-    "default": (LSMStageConfig(lm=WITH_PHONEMES, **HIDDEN, **READING_POOL),
+    "default": (LSMStageConfig(lm=WITH_PHONEMES, **READ_WHAT_IS_SAID, **READING_POOL),
                 TrainConfig(steps=6000, batch_size=8, lr=6e-4, lr_warmup_steps=200, checkpoint_minutes=5)),
-    "gpu": (LSMStageConfig(lm=WITH_PHONEMES, **HIDDEN, **{**READING_POOL, "sentence_pool": 100_000}),
+    "gpu": (LSMStageConfig(lm=WITH_PHONEMES, **READ_WHAT_IS_SAID, **{**READING_POOL, "sentence_pool": 100_000}),
             TrainConfig(steps=6000, batch_size=128, lr=1e-3, lr_warmup_steps=200, checkpoint_minutes=3,
                         data_workers=14)),
     "listen": (LISTEN, LISTEN_TRAIN),
