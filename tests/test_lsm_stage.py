@@ -365,3 +365,22 @@ def test_the_first_codebook_can_weigh_more_in_the_audio_loss(parts):
     assert metrics["audio"] == pytest.approx(np.mean(per), rel=1e-5) and metrics["cb0"] == pytest.approx(per[0], rel=1e-5)
     assert metrics == same_metrics  # the logged figures do not depend on the weight
     assert (weighted - plain).item() == pytest.approx((3 * per[0] + per[1]) / 4 - np.mean(per), rel=1e-4, abs=1e-6)
+
+
+def test_corrupted_input_frames_are_whole_frames_from_elsewhere_and_the_targets_stay():
+    from training.speech_lm_stage import LMBatch, corrupt_audio
+
+    target = torch.arange(2 * 3 * 50).reshape(2, 3, 50)  # every column a frame of its own
+    audio_in = torch.full_like(target, 1000)
+    audio_in[:, :, 1:] = target[:, :, :-1]
+    batch = LMBatch(audio_in.clone(), target.clone(), *[torch.zeros(2, 50, dtype=torch.long)] * 2, None,
+                    torch.zeros(2, dtype=torch.long))
+    corrupt_audio(batch, 0.3, np.random.default_rng(0))
+    changed = (batch.audio_in != audio_in).any(1)
+    assert 0.15 < changed.float().mean() < 0.45 and not changed[:, 0].any()  # about the share; the start stays
+    frames = {tuple(f) for f in target.permute(0, 2, 1).reshape(-1, 3).tolist()}
+    assert all(tuple(batch.audio_in[b, :, t].tolist()) in frames for b, t in changed.nonzero().tolist())
+    assert torch.equal(batch.audio_target, target)
+    before = batch.audio_in.clone()
+    corrupt_audio(batch, 0.0, np.random.default_rng(0))
+    assert torch.equal(batch.audio_in, before)  # none asked: nothing changes
