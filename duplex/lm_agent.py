@@ -300,14 +300,19 @@ class SpeechLMAgent(Agent):
         return rows
 
     def _text_token(self, s: LMState, logits: torch.Tensor) -> int:
-        token = int(torch.multinomial(torch.softmax(logits / max(self.temperature, 1e-5), -1), 1, generator=s.generator))
         u = s.utterance
         if u is None and s.say_queue and s.user_recent > 2:
             u = s.utterance = s.say_queue.popleft()
         s.prev_phonemes = None
         if u is None:
-            return token
-        if token == PAD or not u.pending:
+            return int(torch.multinomial(torch.softmax(logits / max(self.temperature, 1e-5), -1), 1,
+                                         generator=s.generator))
+        # Given text: the model decides only whether the next token comes now, with its own probability
+        # that some token does. Sampling a token at the temperature would favour <pad>: before a word the
+        # model cannot know which token comes, so its mass is spread over many and sharpening takes it
+        # away (a model of session 9 never started to speak that way).
+        comes = float(torch.rand(1, generator=s.generator)) < 1.0 - float(torch.softmax(logits, -1)[PAD])
+        if not comes or not u.pending:
             return PAD
         forced, s.prev_phonemes = u.pending.popleft()
         if not u.said:  # its first word: read at the next position, voiced text_lead - 1 after that

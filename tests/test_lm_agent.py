@@ -77,6 +77,27 @@ def test_say_reports_what_was_said(tiny_folder):
     assert done == [{"type": "agent.say.done", "id": "say-0", "interrupted": False, "spoken_text": "hello there"}]
 
 
+def test_given_text_comes_as_often_as_the_model_gives_some_token_at_any_temperature(tiny_folder):
+    """The model decides when the next given token comes, with its probability of writing any token:
+    spread over many tokens, that probability must not be sharpened away by a low temperature."""
+    import torch
+
+    from duplex.lm_agent import SpeechLMAgent
+    from models.text_tokenizer import PAD
+
+    agent = SpeechLMAgent(load_agent_models(tiny_folder), temperature=0.01, onnx=False)
+    vocab = agent.m.lm.config.text_vocab_size
+    logits = torch.zeros(vocab)
+    logits[PAD] = float(np.log(0.3 / 0.7 * (vocab - 1)))  # <pad> the likeliest token (0.3), some token 0.7
+    state = agent.new_state()
+    agent.say(state, " ".join(["hello"] * 40), "s")
+    state.user_recent = 3
+    came = [agent._text_token(state, logits) != PAD for _ in range(40)]
+    assert 18 <= sum(came) <= 38  # about 0.7 of the ticks (seeded); sampling at 0.01 would give <pad> always
+    logits[PAD] = 50.0  # the model is sure that nothing comes now
+    assert all(agent._text_token(state, logits) == PAD for _ in range(30))
+
+
 def test_say_accepts_any_characters(tiny_folder):
     agent = load_agent(str(tiny_folder), virtual_clock=True)
     r = respond_audio(agent, np.zeros(16000 * 4, np.float32), say="ünïcode ✓ 42")
