@@ -176,17 +176,18 @@ def _dialogue(json_path: str) -> tuple[np.ndarray, tuple]:
 
 PRESETS: dict[str, tuple[DialogueStageConfig, TrainConfig]] = {
     "default": (
-        DialogueStageConfig(lm=WITH_PHONEMES),
+        DialogueStageConfig(lm=WITH_PHONEMES, corrupt_audio=0.25),
         TrainConfig(steps=8000, batch_size=8, lr=3e-4, lr_warmup_steps=200, checkpoint_minutes=5),
     ),
     "gpu": (
-        DialogueStageConfig(lm=WITH_PHONEMES),
+        DialogueStageConfig(lm=WITH_PHONEMES, corrupt_audio=0.25),
         TrainConfig(steps=5000, batch_size=64, lr=5e-4, lr_warmup_steps=200, checkpoint_minutes=3, data_workers=14),
     ),
 }
 """`default` needs --init with the listen-while-speaking checkpoint and a dataset (see docs/training.md);
 `gpu` is the same on a GPU machine with 16 cores (the channels encoded ahead there, the listen encoder in
-the loss; not yet run)."""
+the loss; not yet run). Both replace a quarter of the input frames, against the exposure bias that the
+listen-while-speaking stage showed (training/speech_lm_stage.py `corrupt_audio`)."""
 CONFIG_CLASS = DialogueStageConfig
 
 
