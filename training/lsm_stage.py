@@ -363,6 +363,9 @@ PRESETS: dict[str, tuple[LSMStageConfig, TrainConfig]] = {
                    TrainConfig(steps=5000, batch_size=128, lr=5e-4, lr_warmup_steps=100, checkpoint_minutes=3,
                                data_workers=14)),
     "listen-cb0": (replace(LISTEN, first_codebook_weight=4.0), LISTEN_TRAIN),
+    "wide-listen": (replace(LISTEN, sentence_pool=30_000, user_pool=3000),
+                    TrainConfig(steps=6000, batch_size=8, lr=6e-4, lr_warmup_steps=100, checkpoint_minutes=5,
+                                data_workers=2)),
 }
 """Named settings:
 
@@ -374,7 +377,10 @@ PRESETS: dict[str, tuple[LSMStageConfig, TrainConfig]] = {
 - `gpu-listen`: stage 2 for the GPU machine (the `gpu` preset's pool, user events from a pool of 3000
   clips said once);
 - `listen-cb0`: stage 2 with codebook 0 weighted 4x in the audio loss (session 7's experiment,
-  docs/training.md)."""
+  docs/training.md);
+- `wide-listen`: stage 2 on this CPU over a pool of 30,000 sentences, which 6000 steps of 8 see about
+  1.6 times each (the default pool's 8000 were learned by heart: session 9), made by two processes
+  before the first step (about 45 minutes, resumable) and kept in one file."""
 CONFIG_CLASS = LSMStageConfig
 
 
