@@ -38,7 +38,7 @@ def main() -> None:
     print("|---|---|---:|---:|---:|")
     for folder in args.model:
         for pool, seed in POOLS.items():
-            stage = stage_for_checkpoint(folder, hide_spelling=0.0, seed=seed)
+            stage = stage_for_checkpoint(folder, seed=seed)
             model = stage.build_model().eval()
             with torch.no_grad():
                 rows = [lm_loss(model, stage.batch(1000 + step, 16, 0, 1))[1] for step in range(args.batches)]

@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4)
     args = parser.parse_args()
     torch.manual_seed(0)
-    stage = stage_for_checkpoint(args.model, hide_spelling=0.0, seed=1)
+    stage = stage_for_checkpoint(args.model, seed=1)
     lm_config = stage.lm_config
     model = stage.build_model().eval()
     slots, streams = lm_config.phoneme_slots, lm_config.phoneme_streams

@@ -390,7 +390,10 @@ def build_stage(config: LSMStageConfig) -> LSMStage:
 
 def stage_for_checkpoint(folder: str, preset: str = "default", **changes) -> LSMStage:
     """The stage of `preset` as the agent checkpoint `folder` reads it (its LM config, tokenizer, codec and
-    listen encoder), with `changes` to the stage config: for benches that feed a trained model batches."""
+    listen encoder), with `changes` to the stage config: for benches that feed a trained model batches.
+    Its batches are what the model reads at run time: without the training's hidden words and replaced
+    frames, unless `changes` asks for them."""
     lm_config = config_from_dict(SyncLMConfig, read_pretrained(folder)[0], MODEL_TYPE, folder)
+    as_run = {"hide_spelling": 0.0, "hide_announced": 0.0, "corrupt_audio": 0.0}
     return LSMStage(replace(PRESETS[preset][0], lm=lm_config, init=folder, codec=f"{folder}/codec",
-                            listen=f"{folder}/listen", **changes))
+                            listen=f"{folder}/listen", **{**as_run, **changes}))
