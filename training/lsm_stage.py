@@ -379,8 +379,9 @@ PRESETS: dict[str, tuple[LSMStageConfig, TrainConfig]] = {
 - `listen-cb0`: stage 2 with codebook 0 weighted 4x in the audio loss (session 7's experiment,
   docs/training.md);
 - `wide-listen`: stage 2 on this CPU over a pool of 30,000 sentences, which 6000 steps of 8 see about
-  1.6 times each (the default pool's 8000 were learned by heart: session 9), made by two processes
-  before the first step (about 45 minutes, resumable) and kept in one file."""
+  1.6 times each (the default pool's 8000 were learned by heart: session 9), rendered by two processes
+  and encoded by the main one before the first step (give it `--threads 2`: the codec is the slow part;
+  resumable) and kept in one file."""
 CONFIG_CLASS = LSMStageConfig
 
 
