@@ -350,7 +350,8 @@ class SpeechLMStageConfig:
     hide_announced: float = 0.0
     """Share of those words whose phonemes read beside the first token are hidden too (`hide_spelling`)."""
     corrupt_audio: float = 0.0
-    """Share of positions whose input frame (the model's last) is replaced by random tokens (`corrupt_audio`)."""
+    """Share of positions whose input frame (the model's last) is replaced by a frame from elsewhere in the
+    batch (`corrupt_audio`)."""
     vocab_size: int = 1024
     """Byte-level BPE: 256 bytes + <pad> + merges; ~1000 makes most words one token, so text keeps pace."""
     seed: int = 0
