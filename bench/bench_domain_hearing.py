@@ -4,7 +4,8 @@
    are transcribed by each candidate recogniser (Whisper small / base, with
    and without the domains' `recognition_prompt()`), and the share the
    responder then understands correctly is printed with the seconds per
-   question. This is what chose the baseline's ASR_MODEL and its prompt.
+   question; last, the baseline's own ears (duplex/baseline.py understand_turn:
+   its recognisers in order). This is what chose the baseline's ASR_MODELS.
 2. Judge: correct answers (the responder's own) are spoken directly in each
    candidate agent voice and judged as the benches judge them (Whisper small
    and base, unprimed, duplex/domains.py's checker); the share passed is the
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,10 +30,13 @@ from tqdm import tqdm
 
 from audio.asr import hypotheses, transcribe
 from audio.tts import Voice, synthesize
-from duplex.baseline import N_BEST
+from duplex.baseline import ASR_MODELS, N_BEST, understand_turn
 from duplex.domains import (
     AGENT_VOICES,
+    NATURAL_AGENT_VOICE,
     DomainResponder,
+    Exchange,
+    Reply,
     check_answer,
     recognition_prompt,
     sample_exchange,
@@ -45,10 +50,20 @@ RECOGNISERS = (("small", False, False), ("small", True, False), ("small", True, 
 """(model, primed with the domains' vocabulary, runners-up of the beam tried when the best is not understood)"""
 AGENT_VOICE_CANDIDATES = {
     "agent persona (en-us, 150 wpm, pitch 45)": AGENT_VOICES[0],
+    "natural persona (Piper joe)": NATURAL_AGENT_VOICE,
     "en-us, 165 wpm, pitch 45 (the persona before session 3)": Voice("en-us", None, 165, 45),
     "en-gb-x-rp, 150 wpm, pitch 45": Voice("en-gb-x-rp", None, 150, 45),
     "en-us+m3, 175 wpm (the baseline's voice before session 2)": Voice("en-us", "m3", 175),
 }
+
+
+def score_ears(name: str, hear: Callable[[np.ndarray], Reply | None], asked: list[tuple[Exchange, np.ndarray]]) -> None:
+    """Print the share of questions `hear` understands correctly, and its seconds per question."""
+    started = time.perf_counter()
+    understood = [(reply := hear(audio)) is not None and reply.expected == exchange.expected
+                  for exchange, audio in tqdm(asked, desc=name, leave=False)]
+    seconds = (time.perf_counter() - started) / len(asked)
+    print(f"  {name}: {100 * np.mean(understood):.0f}% ({seconds:.2f} s per question, one thread)")
 
 
 def main() -> None:
@@ -69,16 +84,18 @@ def main() -> None:
         print(f"ears: {args.questions} test-split questions in test voices, share understood correctly")
         for model, primed, n_best in RECOGNISERS:
             name = f"Whisper {model:5s} {'primed' if primed else 'unprimed'}{', n-best fallback' if n_best else ''}"
-            started, understood = time.perf_counter(), []
-            for exchange, audio in tqdm(asked, desc=name, leave=False):
-                primer = prompt if primed else None
+            primer = prompt if primed else None
+
+            def hear(audio: np.ndarray):
                 reply = understand(transcribe(audio, model=model, prompt=primer)[0])
                 if reply is None and n_best:
                     replies = (understand(text) for text in hypotheses(audio, model=model, n=N_BEST, prompt=primer))
                     reply = next((r for r in replies if r is not None), None)
-                understood.append(reply is not None and reply.expected == exchange.expected)
-            seconds = (time.perf_counter() - started) / len(asked)
-            print(f"  {name}: {100 * np.mean(understood):.0f}% ({seconds:.2f} s per question, one thread)")
+                return reply
+
+            score_ears(name, hear, asked)
+        score_ears(f"the baseline's ears: {', then '.join(ASR_MODELS)}, each primed with n-best fallback",
+                   lambda audio: understand_turn(audio, understand, prompt)[0], asked)
 
     rng = np.random.default_rng(args.seed + 1)
     responder = DomainResponder()
