@@ -206,7 +206,7 @@ class SpeechLMAgent(Agent):
             torch.tensor([s.tick for s in states]),
             self._phonemes(states),
         )
-        columns = [self._sample_audio(audio_logits[b], s.generator) for b, s in enumerate(states)]
+        columns = list(self._sample_audio(audio_logits, [s.generator for s in states]))
         # the frame that is complete now: codebook 0 from d ticks ago, the rest from this tick
         frames = [torch.cat([(s.columns[1] if self.delay else column)[:1], column[1:]])
                   for s, column in zip(states, columns)]
@@ -270,12 +270,16 @@ class SpeechLMAgent(Agent):
             _cat_decode([s.decode for s in states]),
         )
 
-    def _sample_audio(self, logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """One token per codebook from (Q, K) logits: temperature and top-k."""
+    def _sample_audio(self, logits: torch.Tensor, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """One token per codebook and session from (B, Q, K) logits: temperature and top-k, sampled for the
+        whole batch at once by inverting each row's distribution at uniform draws from the session's own
+        generator, so that a session samples the same whoever shares its batch."""
         logits = logits / max(self.temperature, 1e-5)
         top, index = logits.topk(min(self.top_k, logits.shape[-1]), dim=-1)
-        choice = torch.multinomial(torch.softmax(top, dim=-1), 1, generator=generator)
-        return index.gather(-1, choice)[:, 0]
+        cumulative = torch.softmax(top, dim=-1).cumsum(-1)
+        draws = torch.stack([torch.rand(logits.shape[1], generator=g) for g in generators])
+        choice = torch.searchsorted(cumulative, draws[..., None]).clamp_(max=top.shape[-1] - 1)
+        return index.gather(-1, choice)[..., 0]
 
     def _phonemes(self, states: Sequence[LMState]) -> torch.Tensor | None:
         """(B, phoneme_width) what each session reads this tick: the phonemes that come with its last text

@@ -347,3 +347,20 @@ def test_a_batch_that_fails_after_sampling_leaves_the_sessions_for_the_retry(tin
     for s in sessions:
         assert s.failed is None and s.state.tick == 40 and len(s.state.columns) == agent.delay + 1
         assert max(deltas[s.id]) == 1  # one text token per tick, never the failed attempt's as well
+
+
+def test_audio_sampling_keeps_the_top_k_distribution_and_each_sessions_own_draws(tiny_folder):
+    import torch
+
+    agent = load_agent(str(tiny_folder), virtual_clock=True)
+    agent.temperature, agent.top_k = 1.0, 2
+    logits = torch.log(torch.tensor([[[0.5, 0.3, 0.15, 0.05], [0.05, 0.15, 0.3, 0.5]]])).expand(2, 2, 4)
+    first, second = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
+    draws = torch.stack([agent._sample_audio(logits, [first, second]) for _ in range(4000)])  # (draws, B, Q)
+    count = lambda b, q, token: int((draws[:, b, q] == token).sum())
+    for b in range(2):  # top-2 of (0.5, 0.3): 0.625 and 0.375 of the draws, nothing else
+        assert abs(count(b, 0, 0) - 2500) < 120 and count(b, 0, 0) + count(b, 0, 1) == 4000
+        assert abs(count(b, 1, 3) - 2500) < 120 and count(b, 1, 3) + count(b, 1, 2) == 4000
+    alone = torch.Generator().manual_seed(2)
+    second_alone = torch.stack([agent._sample_audio(logits[1:], [alone])[0] for _ in range(4000)])
+    assert torch.equal(second_alone, draws[:, 1])  # a session draws the same with or without a neighbour
