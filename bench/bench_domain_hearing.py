@@ -4,14 +4,15 @@
    are transcribed by each candidate recogniser (Whisper small / base, with
    and without the domains' `recognition_prompt()`), and the share the
    responder then understands correctly is printed with the seconds per
-   question; last, the baseline's own ears (duplex/baseline.py understand_turn:
-   its recognisers in order). This is what chose the baseline's ASR_MODELS.
+   question (last, small then base: base hears again what small's transcripts
+   left not understood). This is what chose the baseline's ASR_MODEL and its prompt.
 2. Judge: correct answers (the responder's own) are spoken directly in each
    candidate agent voice and judged as the benches judge them (Whisper small
    and base, unprimed, duplex/domains.py's checker); the share passed is the
    judge's ceiling for an agent speaking in that voice.
 
-Usage: python bench/bench_domain_hearing.py [--questions 72] [--answers 36]   (--questions 0: judge only)
+Usage: python bench/bench_domain_hearing.py [--questions 72] [--answers 36]   (--questions 0: judge only;
+--answers 0: ears only)
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tqdm import tqdm
 
 from audio.asr import hypotheses, transcribe
 from audio.tts import Voice, synthesize
-from duplex.baseline import ASR_MODELS, N_BEST, understand_turn
+from duplex.baseline import N_BEST
 from duplex.domains import (
     AGENT_VOICES,
     NATURAL_AGENT_VOICE,
@@ -45,9 +46,10 @@ from duplex.domains import (
 )
 
 CHECKABLE = ("arithmetic", "counting", "repeat", "capitals", "smalltalk", "about")
-RECOGNISERS = (("small", False, False), ("small", True, False), ("small", True, True), ("base", False, False),
-               ("base", True, False))
-"""(model, primed with the domains' vocabulary, runners-up of the beam tried when the best is not understood)"""
+RECOGNISERS = ((("small",), False, False), (("small",), True, False), (("small",), True, True),
+               (("base",), False, False), (("base",), True, False), (("small", "base"), True, True))
+"""(models tried in order while the responder understands nothing, primed with the domains' vocabulary,
+runners-up of each model's beam tried when its best is not understood)"""
 AGENT_VOICE_CANDIDATES = {
     "agent persona (en-us, 150 wpm, pitch 45)": AGENT_VOICES[0],
     "natural persona (Piper joe)": NATURAL_AGENT_VOICE,
@@ -55,6 +57,23 @@ AGENT_VOICE_CANDIDATES = {
     "en-gb-x-rp, 150 wpm, pitch 45": Voice("en-gb-x-rp", None, 150, 45),
     "en-us+m3, 175 wpm (the baseline's voice before session 2)": Voice("en-us", "m3", 175),
 }
+
+
+def recogniser(models: tuple[str, ...], prompt: str | None, n_best: bool) -> Callable[[np.ndarray], Reply | None]:
+    """Ears that try each model in turn (its best transcript, then its beam's runners-up when n_best) until
+    the domains understand one; the baseline's own are the first model with n-best (duplex/baseline.py)."""
+
+    def hear(audio: np.ndarray) -> Reply | None:
+        for model in models:
+            reply = understand(transcribe(audio, model=model, prompt=prompt)[0])
+            if reply is None and n_best:
+                reply = next((r for r in map(understand, hypotheses(audio, model=model, n=N_BEST, prompt=prompt))
+                              if r is not None), None)
+            if reply is not None:
+                return reply
+        return None
+
+    return hear
 
 
 def score_ears(name: str, hear: Callable[[np.ndarray], Reply | None], asked: list[tuple[Exchange, np.ndarray]]) -> None:
@@ -82,21 +101,13 @@ def main() -> None:
     prompt = recognition_prompt()
     if asked:
         print(f"ears: {args.questions} test-split questions in test voices, share understood correctly")
-        for model, primed, n_best in RECOGNISERS:
-            name = f"Whisper {model:5s} {'primed' if primed else 'unprimed'}{', n-best fallback' if n_best else ''}"
-            primer = prompt if primed else None
+        for models, primed, n_best in RECOGNISERS:
+            name = (f"Whisper {', then '.join(models)} {'primed' if primed else 'unprimed'}"
+                    f"{', n-best fallback' if n_best else ''}")
+            score_ears(name, recogniser(models, prompt if primed else None, n_best), asked)
 
-            def hear(audio: np.ndarray):
-                reply = understand(transcribe(audio, model=model, prompt=primer)[0])
-                if reply is None and n_best:
-                    replies = (understand(text) for text in hypotheses(audio, model=model, n=N_BEST, prompt=primer))
-                    reply = next((r for r in replies if r is not None), None)
-                return reply
-
-            score_ears(name, hear, asked)
-        score_ears(f"the baseline's ears: {', then '.join(ASR_MODELS)}, each primed with n-best fallback",
-                   lambda audio: understand_turn(audio, understand, prompt)[0], asked)
-
+    if not args.answers:
+        return
     rng = np.random.default_rng(args.seed + 1)
     responder = DomainResponder()
     exchanges = [sample_exchange(rng, CHECKABLE[i % len(CHECKABLE)], "test") for i in range(args.answers)]

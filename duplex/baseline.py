@@ -34,9 +34,8 @@ their result lands at the tick their measured compute would have reached, so
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import numpy as np
 
@@ -49,9 +48,6 @@ from duplex.agent import AgentState, PerSessionAgent
 from duplex.domains import AGENT_VOICES, DomainResponder
 
 
-T = TypeVar("T")
-
-
 class Responder(Protocol):
     """The baseline's brain, text in, text out; None means nothing to say. Its recognition_prompt
     (None for none) primes the recogniser with the words it expects to hear."""
@@ -61,43 +57,17 @@ class Responder(Protocol):
     def respond(self, text: str) -> str | None: ...
 
 
-ASR_MODELS = ("small", "base")
-"""The baseline's ears, tried in order, each primed with the responder's vocabulary, beam 5: Whisper
-small (the packaged model) hears every turn; Whisper base hears again only a turn of which the responder
-understood none of small's transcripts. Base alone hears a few more questions than small but costs about
-twice the compute, which would add most of a second to every answer and crowd the tick loops of a loaded
-server; as a second listener it costs that only on the turns small failed, and it errs differently
-(`bench/bench_domain_hearing.py`, docs/benchmarks.md)."""
+ASR_MODEL = "small"
+"""The baseline's ears: Whisper small (the packaged model), beam 5, primed with the responder's
+vocabulary. Whisper base hears a few more questions but costs over twice the compute per question
+(`bench/bench_domain_hearing.py`, docs/benchmarks.md), which would add most of a second to every answer
+and crowd the tick loops of a loaded server, so the small model stays."""
 
 N_BEST = 5
-"""When the responder cannot answer a recogniser's transcript, it tries the next-best transcripts of its
-beam search (audio/asr.py `hypotheses`) before the next recogniser or asking the user to repeat: 75% of
-test-split questions understood instead of 68% with small alone, for 0.18 s more per question on
-average, spent only on the turns it helps (`bench/bench_domain_hearing.py`, docs/benchmarks.md)."""
-
-
-def _transcripts(audio: np.ndarray, model: str, prompt: str | None) -> Iterator[str]:
-    """A recogniser's best transcript of a turn, then, only when asked for, the runners-up of its beam."""
-    yield transcribe(audio, model=model, prompt=prompt)[0]
-    yield from hypotheses(audio, model=model, n=N_BEST, prompt=prompt)
-
-
-def understand_turn(audio: np.ndarray, interpret: Callable[[str], T | None], prompt: str | None) -> tuple[T | None, str]:
-    """What `interpret` (a responder's respond, or the domains' understand) makes of a user's turn, and the
-    transcript it made it of (the first recogniser's best when it understood none). (None, "") when the
-    first recogniser heard no words at all: a cough or a noise, to which the baseline says nothing."""
-    first_heard = None
-    for model in ASR_MODELS:
-        for text in _transcripts(audio, model, prompt):
-            if first_heard is None:
-                if not text:
-                    return None, ""
-                first_heard = text
-            reply = interpret(text) if text else None
-            if reply is not None:
-                return reply, text
-    return None, first_heard
-
+"""When the responder cannot answer Whisper's transcript, it tries the next-best transcripts of a beam
+search (audio/asr.py `hypotheses`) before asking the user to repeat: 75% of test-split questions
+understood instead of 68%, for 0.18 s more per question on average, spent only on the turns it helps
+(`bench/bench_domain_hearing.py`, docs/benchmarks.md)."""
 
 END_OF_TURN_MODES = ("silence", "smart_turn")
 SMART_TURN_THRESHOLD = 0.5
@@ -277,9 +247,17 @@ class CascadedBaseline(PerSessionAgent):
         return self._answer(audio) if end_of_turn_probability(audio) > SMART_TURN_THRESHOLD else None
 
     def _answer(self, audio: np.ndarray) -> tuple[str, np.ndarray, str]:
-        reply, heard = understand_turn(audio, self.responder.respond, self.responder.recognition_prompt)
+        prompt = self.responder.recognition_prompt
+        heard, _ = transcribe(audio, model=ASR_MODEL, prompt=prompt)
         if not heard:
-            return "", np.zeros(0, np.float32), heard
+            return "", np.zeros(0, np.float32), heard  # nothing recognisable was said: stay silent
+        reply = self.responder.respond(heard)
+        if reply is None:  # the runners-up of the beam, before giving up (N_BEST)
+            for alternative in hypotheses(audio, model=ASR_MODEL, n=N_BEST, prompt=prompt):
+                reply = self.responder.respond(alternative)
+                if reply is not None:
+                    heard = alternative
+                    break
         reply = reply or NOT_UNDERSTOOD
         return reply, self._speak(reply), heard
 
