@@ -104,18 +104,20 @@ def test_respond_refuses_missing_and_huge_input(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "o.wav").exists()
 
 
-def test_smart_turn_mode_answers_when_the_model_says_the_turn_is_over(speech):
-    from audio.smart_turn import end_of_turn_probability
+def test_smart_turn_mode_answers_when_the_model_says_the_turn_is_over(speech, monkeypatch):
+    import duplex.baseline as baseline_module
 
-    question = speech["arithmetic"]
-    complete = end_of_turn_probability(np.concatenate([question, np.zeros(3200, np.float32)])) > 0.5
+    verdicts = []  # what the model said at each pause, as the agent asked it (the real model runs)
+    real = baseline_module.end_of_turn_probability
+    monkeypatch.setattr(baseline_module, "end_of_turn_probability", lambda audio: verdicts.append(real(audio)) or verdicts[-1])
     agent = CascadedBaseline(virtual_clock=True, end_of_turn="smart_turn", fixed_latency_s=0.3)
-    user = place(8.0, (0.5, question))
+    user = place(8.0, (0.5, speech["arithmetic"]))
     r = respond_audio(agent, user)
     m = dialogue_metrics(np.stack([r.agent_audio, user], axis=1))
     latency = m["response_latency"]["median_s"]
     # judged complete at the first pause: about the VAD hangover + compute; otherwise the 3 s fallback
-    assert (latency < 1.2) if complete else (latency > 3.0)
+    assert verdicts
+    assert (latency < 1.2) if verdicts[0] > 0.5 else (latency > 3.0)
     assert next(e["text"] for e in r.events if e["type"] == "agent.transcript.delta") == "Seven plus five is twelve."
 
 
