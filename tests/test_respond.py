@@ -109,7 +109,12 @@ def test_smart_turn_mode_answers_when_the_model_says_the_turn_is_over(speech, mo
 
     verdicts = []  # what the model said at each pause, as the agent asked it (the real model runs)
     real = baseline_module.end_of_turn_probability
-    monkeypatch.setattr(baseline_module, "end_of_turn_probability", lambda audio: verdicts.append(real(audio)) or verdicts[-1])
+
+    def recorded(audio: np.ndarray) -> float:
+        verdicts.append(real(audio))
+        return verdicts[-1]
+
+    monkeypatch.setattr(baseline_module, "end_of_turn_probability", recorded)
     agent = CascadedBaseline(virtual_clock=True, end_of_turn="smart_turn", fixed_latency_s=0.3)
     user = place(8.0, (0.5, speech["arithmetic"]))
     r = respond_audio(agent, user)
