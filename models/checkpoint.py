@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -73,6 +74,11 @@ def read_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: corrupt safetensors file ({str(exc).splitlines()[0]})") from None
+
+
+def weights_digest(folder: str | os.PathLike) -> str:
+    """SHA-256 of a model folder's weights file: what identifies a trained model, whatever its path."""
+    return hashlib.sha256((Path(folder) / WEIGHTS_NAME).read_bytes()).hexdigest()
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:

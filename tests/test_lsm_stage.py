@@ -197,6 +197,23 @@ def test_a_few_steps_lower_the_loss_and_checkpoints_are_agents(parts, tmp_path):
     release(trainer.folder.latest(), tmp_path / "shipped", fp16=True, status="tiny")
     shipped = load_agent(str(tmp_path / "shipped"), virtual_clock=True)
     assert respond_audio(shipped, np.zeros(16000, np.float32)).agent_audio.shape == (16000,)
+    # released beside the very parts it was trained with (checkpoints/codec, checkpoints/listen), it names
+    # them in parts.json instead of keeping a second copy, and refuses a part replaced since
+    import shutil
+
+    from models.checkpoint import CheckpointError
+
+    for part in ("codec", "listen"):
+        shutil.copytree(parts / part, tmp_path / "repo" / part)
+    release(trainer.folder.latest(), tmp_path / "repo" / "lm", fp16=True)
+    assert not (tmp_path / "repo" / "lm" / "codec").exists() and (tmp_path / "repo" / "lm" / "parts.json").is_file()
+    named = load_agent(str(tmp_path / "repo" / "lm"), virtual_clock=True)
+    assert np.array_equal(respond_audio(named, np.zeros(16000, np.float32)).agent_audio,
+                          respond_audio(shipped, np.zeros(16000, np.float32)).agent_audio)
+    (tmp_path / "repo" / "codec" / "model.safetensors").write_bytes(
+        (tmp_path / "repo" / "codec" / "model.safetensors").read_bytes()[:-1] + b" ")
+    with pytest.raises(CheckpointError, match="not the one this agent was trained with"):
+        load_agent(str(tmp_path / "repo" / "lm"), virtual_clock=True)
 
 
 def test_the_pool_mixes_grammar_reading_and_domain_sentences(parts):

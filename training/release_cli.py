@@ -9,8 +9,11 @@ README.md, written from the run folder: the --status line given, the stage and i
 and training time of this run and of the runs it was initialised from, the
 commands that reproduce it, and the benchmark output given with --metrics,
 verbatim. A learned agent's checkpoint (stages lsm and dialogue) keeps its
-tokenizer, codec/ and listen/ beside the weights, as they are. Optimizer and
-trainer state stay behind. Writing is atomic.
+tokenizer beside the weights, and its codec/ and listen/ too, unless DEST's
+parent already holds the very same part (checkpoints/codec beside
+checkpoints/lm, with identical weights): then parts.json names it instead
+of a second copy (models/agent_checkpoint.py). Optimizer and trainer state
+stay behind. Writing is atomic.
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from models.agent_checkpoint import COMPANIONS
+from models.agent_checkpoint import FROZEN_PARTS, PARTS_NAME
 from models.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     read_json,
     read_tensors,
+    weights_digest,
     write_pretrained,
 )
+from models.text_tokenizer import TOKENIZER_NAME
 from training.train_cli import STAGES
 
 CARD_NAME = "README.md"
@@ -179,10 +184,21 @@ def release(checkpoint: Path, dest: Path, fp16: bool = False, metrics: str | Non
     if fp16:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     size = sum(t.numel() * t.element_size() for t in weights.values())
-    # an agent folder (lsm, dialogue) ships with its tokenizer, codec and listen encoder, copied as they are
-    copies = {name: checkpoint / name for name in COMPANIONS if (checkpoint / name).exists()}
-    write_pretrained(dest, config, weights, {CARD_NAME: model_card(config, history, fp16, metrics, size, status)},
-                     copies)
+    files = {CARD_NAME: model_card(config, history, fp16, metrics, size, status)}
+    copies = {TOKENIZER_NAME: checkpoint / TOKENIZER_NAME} if (checkpoint / TOKENIZER_NAME).exists() else {}
+    parts = {}
+    for part in FROZEN_PARTS:  # an agent folder (lsm, dialogue) ships its codec and listen encoder
+        if not (checkpoint / part).is_dir():
+            continue
+        shipped = dest.parent / part
+        digest = weights_digest(checkpoint / part)
+        if (shipped / WEIGHTS_NAME).is_file() and weights_digest(shipped) == digest:
+            parts[part] = {"path": f"../{part}", "sha256": digest}
+        else:
+            copies[part] = checkpoint / part
+    if parts:
+        files[PARTS_NAME] = json.dumps(parts, indent=2) + "\n"
+    write_pretrained(dest, config, weights, files, copies)
 
 
 def run(args: argparse.Namespace) -> int:

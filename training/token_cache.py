@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from audio.cache import CACHE_ROOT
 from audio.frames import TICK_SAMPLES
-from models.checkpoint import read_tensors, write_tensors
+from models.checkpoint import read_tensors, weights_digest, write_tensors
 from models.codec import Codec
 
 FORMAT_VERSION = 1
@@ -48,7 +48,7 @@ SAVE_SECONDS = 300.0
 def cache_file(kind: str, codec_folder: str | Path, *key: Any) -> Path:
     """Where tokens of `kind` are kept: named by the codec's weights and `key` (JSON-able), all that
     decides them."""
-    codec = hashlib.sha256((Path(codec_folder) / "model.safetensors").read_bytes()).hexdigest()
+    codec = weights_digest(codec_folder)
     digest = hashlib.sha256(json.dumps([FORMAT_VERSION, codec, *key]).encode()).hexdigest()[:16]
     return CACHE_ROOT / "tokens" / f"{kind}-{digest}.safetensors"
 
