@@ -1,13 +1,15 @@
 """How the speech LM's sampling temperature changes how well it can be understood.
 
-    python bench/bench_lsm_sampling.py --model FOLDER [--temperatures 0.2,0.4,0.6,0.8] [--sentences 12]
+    python bench/bench_lsm_sampling.py --model FOLDER [--temperatures 0.2,0.4,0.6,0.8] [--sentences 12] [--int8]
 
 The model says held-out sentences (agent.say, silent user) at each
 temperature (top-k 50, the agent's default), and Whisper base judges, beside
 its WER on the same sentences rendered directly by espeak-ng in the agent's
 voice (the judge's floor, `duplex eval lsm`'s reference). Also given: the
 same for training-pool sentences, whose words the model has heard, which
-tells unseen words apart from a model that cannot speak at all.
+tells unseen words apart from a model that cannot speak at all. `--int8`
+adds a row per temperature with the LM step's matrix weights in 8 bits
+(onnxruntime), the agent's faster option: what it costs in intelligibility.
 """
 
 from __future__ import annotations
@@ -30,19 +32,23 @@ def main() -> None:
     parser.add_argument("--temperatures", default="0.2,0.4,0.6,0.8")
     parser.add_argument("--sentences", type=int, default=12)
     parser.add_argument("--judge", default="base", choices=["small", "base"])
+    parser.add_argument("--int8", action="store_true", help="also the LM step with 8-bit weights")
     args = parser.parse_args()
     sets = {"held-out": [held_out_sentence(i) for i in range(args.sentences)],
             "training pool": [training_sentence(0, i) for i in range(args.sentences)]}
     print(f"{args.model}, {args.sentences} sentences per set, judge Whisper {args.judge}")
-    print("| temperature | " + " | ".join(f"WER {name}" for name in sets) + " |")
-    print("|---|" + "---:|" * len(sets))
+    print("| temperature | LM weights | " + " | ".join(f"WER {name}" for name in sets) + " |")
+    print("|---|---|" + "---:|" * len(sets))
     floors = {name: np.mean([floor_wer(t, args.judge) for t in texts]) for name, texts in sets.items()}
-    print("| espeak-ng itself (floor) | " + " | ".join(f"{floors[n]:.3f}" for n in sets) + " |")
+    print("| espeak-ng itself (floor) | | " + " | ".join(f"{floors[n]:.3f}" for n in sets) + " |")
     for temperature in (float(t) for t in args.temperatures.split(",")):
-        agent = SpeechLMAgent.from_checkpoint(args.model, temperature=temperature)
-        wers = {name: np.mean([said_quietly(agent, t, i, args.judge)[1] for i, t in enumerate(texts)])
-                for name, texts in sets.items()}
-        print(f"| {temperature} | " + " | ".join(f"{wers[n]:.3f}" for n in sets) + " |", flush=True)
+        for int8 in (False, True) if args.int8 else (False,):
+            agent = SpeechLMAgent.from_checkpoint(args.model, temperature=temperature, int8=int8)
+            wers = {name: np.mean([said_quietly(agent, t, i, args.judge)[1] for i, t in enumerate(texts)])
+                    for name, texts in sets.items()}
+            print(f"| {temperature} | {'int8' if int8 else 'fp32'} | " + " | ".join(f"{wers[n]:.3f}" for n in sets)
+                  + " |", flush=True)
+            agent.close()
 
 
 if __name__ == "__main__":
