@@ -5,6 +5,11 @@ Builds the default listen encoder, speech LM and codec with random weights
 sessions in lock step on the virtual clock through the real Engine (one
 batched agent call per tick, VAD included), and prints the per-tick compute
 p50/p99 and how many ticks would have missed an 80 ms deadline.
+
+`--memory` also prints the process's resident memory twelve times over the
+run, for the bar "memory flat over a 1-hour session": run it with
+`--sessions 1 --seconds 3600 --memory` (45,000 ticks; the timing figures of
+such a run count only on a quiet machine).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from clock.clocks import VirtualClock
 from clock.tick_loop import TickLoop
 from duplex.engine import Engine
 from duplex.lm_agent import SpeechLMAgent
+from duplex.server.process import rss_mb
 
 
 def main() -> None:
@@ -39,6 +45,8 @@ def main() -> None:
     parser.add_argument("--decoder", choices=("vocos", "seanet"), default="vocos",
                         help="the codec's decoder (vocos: what the codec recipe ends with)")
     parser.add_argument("--int8", action="store_true", help="the speech LM's step with 8-bit weights")
+    parser.add_argument("--memory", action="store_true",
+                        help="also print resident memory (MB) at twelve points of the run, after the warm-up")
     parser.add_argument("--profile", action="store_true",
                         help="also print the operators that take the most time per tick (cProfile), last session count")
     args = parser.parse_args()
@@ -52,14 +60,19 @@ def main() -> None:
             sessions = [engine.open_session(seed=i) for i in range(n)]
             loop = TickLoop(VirtualClock(), 0.08)
 
+            ticks = int(args.seconds / 0.08)
+            memory: list[tuple[float, float]] = []
+
             def step(t: int) -> None:
                 for s in sessions:
                     s.push_input(rng.normal(0, 0.05, 1280).astype(np.float32))
                 engine.step()
+                if args.memory and t % max(1, ticks // 12) == 0:
+                    memory.append((t * 0.08, rss_mb()))
 
             loop.run(step, 25)  # warm-up
             loop.stats.compute_ms.clear()
-            ticks = int(args.seconds / 0.08)
+            memory.clear()
             profiler = cProfile.Profile() if args.profile else None
             if profiler:
                 profiler.enable()
@@ -70,6 +83,9 @@ def main() -> None:
             runtime = "torch" if args.torch_only else "torch+onnxruntime" + (" int8 LM" if args.int8 else "")
             print(f"learned agent tick ({args.threads} thread, {agent.lanes} lane, {runtime}, {args.decoder} decoder): {n:2d} session(s)  p50 {np.percentile(ms, 50):6.1f} ms  "
                   f"p99 {np.percentile(ms, 99):6.1f} ms  over 80 ms: {int((ms > 80).sum())}/{ticks}")
+            if memory:
+                print("   resident memory (virtual s: MB): " + ", ".join(f"{t:.0f}: {mb:.1f}" for t, mb in memory)
+                      + f"; last minus first {memory[-1][1] - memory[0][1]:+.1f} MB")
             if profiler:
                 stats = pstats.Stats(profiler).stats
                 top = sorted(((v[2], k[2]) for k, v in stats.items()), reverse=True)[:8]

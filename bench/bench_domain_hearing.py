@@ -29,9 +29,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from audio.asr import hypotheses, transcribe
+from audio.asr import transcribe
 from audio.tts import Voice, synthesize
-from duplex.baseline import N_BEST
+from duplex.baseline import hear_and_respond
 from duplex.domains import (
     AGENT_VOICES,
     NATURAL_AGENT_VOICE,
@@ -65,10 +65,8 @@ def recogniser(models: tuple[str, ...], prompt: str | None, n_best: bool) -> Cal
 
     def hear(audio: np.ndarray) -> Reply | None:
         for model in models:
-            reply = understand(transcribe(audio, model=model, prompt=prompt)[0])
-            if reply is None and n_best:
-                reply = next((r for r in map(understand, hypotheses(audio, model=model, n=N_BEST, prompt=prompt))
-                              if r is not None), None)
+            reply = (hear_and_respond(audio, model, prompt, understand)[1] if n_best
+                     else understand(transcribe(audio, model=model, prompt=prompt)[0]))
             if reply is not None:
                 return reply
         return None

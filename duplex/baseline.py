@@ -34,8 +34,9 @@ their result lands at the tick their measured compute would have reached, so
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -76,6 +77,25 @@ SMART_TURN_FALLBACK_S = 3.0
 
 NOT_UNDERSTOOD = "Sorry, could you say that again?"
 """What the baseline says to words its responder cannot answer, as deployed voice agents do."""
+
+ReplyT = TypeVar("ReplyT")
+
+
+def hear_and_respond(audio: np.ndarray, model: str, prompt: str | None,
+                     respond: Callable[[str], ReplyT | None]) -> tuple[str, ReplyT | None]:
+    """What was heard and the reply to it: Whisper's best transcript, then the runners-up of its beam
+    (N_BEST) until `respond` can answer one; ("", None) when nothing recognisable was said. The baseline's
+    ears, shared with the bench that measures them (bench/bench_domain_hearing.py)."""
+    heard, _ = transcribe(audio, model=model, prompt=prompt)
+    if not heard:
+        return "", None
+    reply = respond(heard)
+    if reply is None:
+        for alternative in hypotheses(audio, model=model, n=N_BEST, prompt=prompt):
+            reply = respond(alternative)
+            if reply is not None:
+                return alternative, reply
+    return heard, reply
 
 PRE_ROLL_S = 0.3
 """Audio kept from before the detected onset, so ASR hears the first phoneme."""
@@ -247,17 +267,9 @@ class CascadedBaseline(PerSessionAgent):
         return self._answer(audio) if end_of_turn_probability(audio) > SMART_TURN_THRESHOLD else None
 
     def _answer(self, audio: np.ndarray) -> tuple[str, np.ndarray, str]:
-        prompt = self.responder.recognition_prompt
-        heard, _ = transcribe(audio, model=ASR_MODEL, prompt=prompt)
+        heard, reply = hear_and_respond(audio, ASR_MODEL, self.responder.recognition_prompt, self.responder.respond)
         if not heard:
             return "", np.zeros(0, np.float32), heard  # nothing recognisable was said: stay silent
-        reply = self.responder.respond(heard)
-        if reply is None:  # the runners-up of the beam, before giving up (N_BEST)
-            for alternative in hypotheses(audio, model=ASR_MODEL, n=N_BEST, prompt=prompt):
-                reply = self.responder.respond(alternative)
-                if reply is not None:
-                    heard = alternative
-                    break
         reply = reply or NOT_UNDERSTOOD
         return reply, self._speak(reply), heard
 

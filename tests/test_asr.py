@@ -21,3 +21,16 @@ def test_transcribe_and_hypotheses_hear_a_clear_question():
 
 def test_hypotheses_of_a_too_short_clip_are_none():
     assert hypotheses(np.zeros(100, np.float32)) == []
+
+
+def test_the_baseline_ears_fall_back_on_the_runners_up_and_ignore_silence():
+    from duplex.baseline import hear_and_respond
+
+    audio = synthesize(SENTENCE, Voice("en-us", speed=150))
+    best, _ = transcribe(audio)
+    assert hear_and_respond(audio, "small", None, lambda text: text.upper()) == (best, best.upper())
+    # a responder that cannot answer the best transcript gets a runner-up of the beam, and says so
+    heard, reply = hear_and_respond(audio, "small", None, lambda text: None if text == best else text)
+    assert heard != best and reply == heard and heard in hypotheses(audio)
+    assert hear_and_respond(audio, "small", None, lambda text: None)[1] is None
+    assert hear_and_respond(np.zeros(16000, np.float32), "small", None, lambda text: text) == ("", None)
