@@ -67,6 +67,8 @@ def main() -> None:
                 for s in sessions:
                     s.push_input(rng.normal(0, 0.05, 1280).astype(np.float32))
                 engine.step()
+                for s in sessions:
+                    s.drain_events()  # as every front end does each tick (an undrained session keeps them all)
                 if args.memory and t % max(1, ticks // 12) == 0:
                     memory.append((t * 0.08, rss_mb()))
 
