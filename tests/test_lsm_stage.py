@@ -208,6 +208,9 @@ def test_a_few_steps_lower_the_loss_and_checkpoints_are_agents(parts, tmp_path):
     release(trainer.folder.latest(), tmp_path / "repo" / "lm", fp16=True)
     assert not (tmp_path / "repo" / "lm" / "codec").exists() and (tmp_path / "repo" / "lm" / "parts.json").is_file()
     named = load_agent(str(tmp_path / "repo" / "lm"), virtual_clock=True)
+    from training.lsm_stage import stage_for_checkpoint
+
+    assert stage_for_checkpoint(str(tmp_path / "repo" / "lm")).config.codec == str((tmp_path / "repo" / "codec").resolve())
     assert np.array_equal(respond_audio(named, np.zeros(16000, np.float32)).agent_audio,
                           respond_audio(shipped, np.zeros(16000, np.float32)).agent_audio)
     (tmp_path / "repo" / "codec" / "model.safetensors").write_bytes(

@@ -48,6 +48,7 @@ from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from audio.speech_cache import cached_speak_words
 from audio.tts import Speech, TimedPhoneme, Voice, speak_words, synthesize
 from duplex.domains import AGENT_VOICES, BACKCHANNELS, DOMAINS, SPLITS, sample_exchange
+from models.agent_checkpoint import FROZEN_PARTS, part_folder
 from models.checkpoint import config_from_dict, read_pretrained
 from models.lm import MODEL_TYPE, SyncLMConfig
 from models.phonemes import tick_phonemes
@@ -396,5 +397,5 @@ def stage_for_checkpoint(folder: str, preset: str = "default", **changes) -> LSM
     frames, unless `changes` asks for them."""
     lm_config = config_from_dict(SyncLMConfig, read_pretrained(folder)[0], MODEL_TYPE, folder)
     as_run = {"hide_spelling": 0.0, "hide_announced": 0.0, "corrupt_audio": 0.0}
-    return LSMStage(replace(PRESETS[preset][0], lm=lm_config, init=folder, codec=f"{folder}/codec",
-                            listen=f"{folder}/listen", **{**as_run, **changes}))
+    parts = {part: str(part_folder(Path(folder), part)) for part in FROZEN_PARTS}  # its own, or named in parts.json
+    return LSMStage(replace(PRESETS[preset][0], lm=lm_config, init=folder, **parts, **{**as_run, **changes}))
