@@ -263,19 +263,20 @@ class SyncLM(nn.Module):
             x = x + (self.phoneme_embed(phonemes + slot) * (phonemes > 0)[..., None]).sum(-2)
         return x
 
-    def _heads(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _heads(self, h: torch.Tensor, partner: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         h = self.model.norm(h)
-        partner = torch.stack([head(h) for head in self.partner_heads], dim=1) if self.config.partner_heads else None
-        return self.text_head(h), torch.stack([head(h) for head in self.audio_heads], dim=1), partner
+        partner_logits = torch.stack([head(h) for head in self.partner_heads], dim=1) if partner and self.partner_heads else None
+        return self.text_head(h), torch.stack([head(h) for head in self.audio_heads], dim=1), partner_logits
 
     def forward(self, audio_in: torch.Tensor, text_in: torch.Tensor, listen: torch.Tensor, role: torch.Tensor,
-                phonemes: torch.Tensor | None = None):
+                phonemes: torch.Tensor | None = None, partner: bool = True):
         """Teacher-forced whole sequences.
 
         audio_in (B, Q, T) long, text_in (B, T) long, listen (B, T, listen_dim), role (B,) long,
         phonemes (B, T, phoneme_width) long or None (none given).
         Returns text logits (B, T, V), audio logits (B, Q, T, codebook_size) and the partner's next-frame
-        logits (B, Q, T, codebook_size), None without partner heads.
+        logits (B, Q, T, codebook_size), None without partner heads or with `partner` False (a stage with
+        nothing to teach them: they are a sixth of a training step's arithmetic).
         """
         c = self.config
         T = text_in.shape[1]
@@ -287,7 +288,7 @@ class SyncLM(nn.Module):
         x = self._embed(audio_in, text_in, role, phonemes)
         for fuse, block in zip(self.listen_fusion, self.model.layers):
             x = block(x + fuse(listen), cos, sin, mask)
-        return self._heads(x)
+        return self._heads(x, partner)
 
     def new_cache(self, batch: int) -> list[KVCache]:
         c = self.config

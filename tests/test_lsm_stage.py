@@ -154,6 +154,25 @@ def test_stage_2_trains_with_batch_workers_and_pools_made_ahead(parts, tmp_path,
     assert s.pool_file().is_file() and sorted(s._user_clips) == [0, 1, 2, 3]
 
 
+def test_without_partner_targets_the_partner_heads_are_not_run_yet_get_a_zero_gradient(parts):
+    """The lsm stage teaches no partner frames: its loss skips the heads' arithmetic, but every parameter
+    still gets a gradient (zero), as DistributedDataParallel requires."""
+    from training.speech_lm_stage import lm_loss
+
+    s = stage(parts)
+    model = s.build_model()
+    assert model.config.partner_heads
+    batch = s.batch(0, 2, 0, 1)
+    assert batch.partner_target is None
+    loss, metrics = lm_loss(model, batch)
+    loss.backward()
+    assert "partner" not in metrics
+    assert torch.allclose(loss, torch.tensor(metrics["text"]) + torch.tensor(metrics["audio"]))
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert ("partner_heads" in name) == (not p.grad.any()), name
+
+
 def test_the_loss_may_hear_the_users_audio_itself(parts):
     """On a GPU the batches carry the user's audio and the loss runs the listen encoder; same loss."""
     from training.speech_lm_stage import lm_loss

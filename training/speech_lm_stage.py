@@ -302,7 +302,7 @@ def lm_loss(model: nn.Module, batch: LMBatch, first_codebook_weight: float = 1.0
         with torch.no_grad():
             features = listen.encode(batch.heard).reshape(*batch.text_in.shape, -1)
     text_logits, audio_logits, partner_logits = model(batch.audio_in, batch.text_in, features, batch.role,
-                                                      batch.phonemes)
+                                                      batch.phonemes, partner=batch.partner_target is not None)
     text_loss = F.cross_entropy(text_logits.flatten(0, 1), batch.text_target.flatten())
     per_codebook = F.cross_entropy(audio_logits.permute(0, 3, 1, 2), batch.audio_target, reduction="none").mean((0, 2))
     weights = torch.ones_like(per_codebook)
@@ -310,14 +310,14 @@ def lm_loss(model: nn.Module, batch: LMBatch, first_codebook_weight: float = 1.0
     audio_loss = (per_codebook * weights).sum() / weights.sum()
     loss = text_loss + audio_loss
     metrics = {"text": text_loss.item(), "audio": per_codebook.mean().item(), "cb0": per_codebook[0].item()}
-    if partner_logits is not None and batch.partner_target is not None:
+    if partner_logits is not None:
         partner_loss = F.cross_entropy(partner_logits.flatten(0, 2), batch.partner_target.flatten(), ignore_index=IGNORE)
         loss = loss + PARTNER_WEIGHT * partner_loss
         metrics["partner"] = partner_loss.item()
-    elif partner_logits is not None:
-        # no target in this stage: the heads join the graph with zero gradient, as DistributedDataParallel
-        # requires of every parameter
-        loss = loss + 0.0 * partner_logits.sum()
+    else:
+        # no target in this batch: the partner heads are not run, but join the graph with zero gradient, as
+        # DistributedDataParallel requires of every parameter
+        loss = loss + sum(0.0 * p.sum() for name, p in model.named_parameters() if "partner_heads" in name)
     return loss, metrics
 
 

@@ -1,0 +1,76 @@
+"""The speech LM's training step alone (forward, backward, AdamW), with and without its partner heads.
+
+    python bench/bench_lm_train_step.py [--threads 2] [--batch 8] [--ticks 100] [--steps 24]
+
+The recipe's LM at its default sizes (phoneme streams, partner heads),
+random tokens and listen features, the loss of `training/speech_lm_stage.py`
+`lm_loss`: the same model stepped in alternating rounds with the partner
+heads run (what a stage with partner targets pays) and skipped (what a stage
+without them now pays: the heads join the graph with a zero gradient only).
+Prints the median seconds per step of each, so that drift in the machine's
+speed hits both alike. Batch making and the frozen codec and listen encoder
+are not included (bench/bench_train_step.py times a whole stage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import statistics
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch
+
+from models.lm import SyncLM
+from training.speech_lm_stage import IGNORE, WITH_PHONEMES, LMBatch, lm_loss
+
+
+def random_batch(config, batch: int, ticks: int, partner: bool) -> LMBatch:
+    g = torch.Generator().manual_seed(0)
+    Q, K = config.n_codebooks, config.codebook_size
+    codes = lambda: torch.randint(0, K, (batch, Q, ticks), generator=g)  # noqa: E731
+    text = lambda: torch.randint(0, config.text_vocab_size, (batch, ticks), generator=g)  # noqa: E731
+    partner_target = codes() if partner else None
+    if partner_target is not None:
+        partner_target[:, :, :3] = IGNORE
+    return LMBatch(audio_in=codes(), audio_target=codes(), text_in=text(), text_target=text(),
+                   listen=torch.randn(batch, ticks, config.listen_dim, generator=g),
+                   role=torch.zeros(batch, dtype=torch.long), partner_target=partner_target,
+                   phonemes=torch.randint(0, 40, (batch, ticks, config.phoneme_width), generator=g))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--ticks", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=24, help="steps in all, alternating the two ways")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    config = dataclasses.replace(WITH_PHONEMES, text_vocab_size=256, listen_dim=256)
+    model = SyncLM(config)
+    optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
+    batches = {name: random_batch(config, args.batch, args.ticks, partner=name == "partner heads run")
+               for name in ("partner heads run", "partner heads skipped")}
+    seconds: dict[str, list[float]] = {name: [] for name in batches}
+    for step in range(args.steps):
+        name = list(batches)[step % 2]
+        began = time.perf_counter()
+        loss, _ = lm_loss(model, batches[name])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        seconds[name].append(time.perf_counter() - began)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f"speech LM training step ({params:.1f} M parameters, batch {args.batch} x {args.ticks} ticks, "
+          f"{args.threads} thread(s)), median of {args.steps // 2 - 1} steps each after the first:")
+    for name, times in seconds.items():
+        print(f"  {name}: {statistics.median(times[1:]):.3f} s")
+
+
+if __name__ == "__main__":
+    main()
