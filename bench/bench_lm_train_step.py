@@ -1,6 +1,6 @@
 """The speech LM's training step alone (forward, backward, AdamW), with and without its partner heads.
 
-    python bench/bench_lm_train_step.py [--threads 2] [--batch 8] [--ticks 100] [--steps 24]
+    python bench/bench_lm_train_step.py [--threads 2] [--batch 8] [--ticks 100] [--steps 24] [--no-malloc-tuning]
 
 The recipe's LM at its default sizes (phoneme streams, partner heads),
 random tokens and listen features, the loss of `training/speech_lm_stage.py`
@@ -10,6 +10,8 @@ without them now pays: the heads join the graph with a zero gradient only).
 Prints the median seconds per step of each, so that drift in the machine's
 speed hits both alike. Batch making and the frozen codec and listen encoder
 are not included (bench/bench_train_step.py times a whole stage).
+`--no-malloc-tuning` leaves glibc's malloc as it comes, which `duplex train`
+does not (training/malloc_tuning.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
 
 from models.lm import SyncLM
+from training.malloc_tuning import keep_freed_memory
 from training.speech_lm_stage import IGNORE, WITH_PHONEMES, LMBatch, lm_loss
 
 
@@ -48,7 +51,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--ticks", type=int, default=100)
     parser.add_argument("--steps", type=int, default=24, help="steps in all, alternating the two ways")
+    parser.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc's malloc thresholds as they come")
     args = parser.parse_args()
+    tuned = not args.no_malloc_tuning and keep_freed_memory()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     config = dataclasses.replace(WITH_PHONEMES, text_vocab_size=256, listen_dim=256)
@@ -67,7 +72,8 @@ def main() -> None:
         seconds[name].append(time.perf_counter() - began)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"speech LM training step ({params:.1f} M parameters, batch {args.batch} x {args.ticks} ticks, "
-          f"{args.threads} thread(s)), median of {args.steps // 2 - 1} steps each after the first:")
+          f"{args.threads} thread(s), malloc {'tuned' if tuned else 'as it comes'}), median of "
+          f"{args.steps // 2 - 1} steps each after the first:")
     for name, times in seconds.items():
         print(f"  {name}: {statistics.median(times[1:]):.3f} s")
 
