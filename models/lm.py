@@ -265,7 +265,9 @@ class SyncLM(nn.Module):
 
     def _heads(self, h: torch.Tensor, partner: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         h = self.model.norm(h)
-        partner_logits = torch.stack([head(h) for head in self.partner_heads], dim=1) if partner and self.partner_heads else None
+        partner_logits = None
+        if partner and self.partner_heads:
+            partner_logits = torch.stack([head(h) for head in self.partner_heads], dim=1)
         return self.text_head(h), torch.stack([head(h) for head in self.audio_heads], dim=1), partner_logits
 
     def forward(self, audio_in: torch.Tensor, text_in: torch.Tensor, listen: torch.Tensor, role: torch.Tensor,

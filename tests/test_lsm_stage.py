@@ -229,7 +229,8 @@ def test_a_few_steps_lower_the_loss_and_checkpoints_are_agents(parts, tmp_path):
     named = load_agent(str(tmp_path / "repo" / "lm"), virtual_clock=True)
     from training.lsm_stage import stage_for_checkpoint
 
-    assert stage_for_checkpoint(str(tmp_path / "repo" / "lm")).config.codec == str((tmp_path / "repo" / "codec").resolve())
+    repo = tmp_path / "repo"
+    assert stage_for_checkpoint(str(repo / "lm")).config.codec == str((repo / "codec").resolve())
     assert np.array_equal(respond_audio(named, np.zeros(16000, np.float32)).agent_audio,
                           respond_audio(shipped, np.zeros(16000, np.float32)).agent_audio)
     (tmp_path / "repo" / "codec" / "model.safetensors").write_bytes(
