@@ -23,11 +23,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from models.onnx_export import OnnxLMStep
 from training.lsm_stage import stage_for_checkpoint
-from training.speech_lm_stage import LMBatch
+from training.speech_lm_stage import LMBatch, listen_features, stream_losses
 
 
 def stepped_logits(step: OnnxLMStep, lm, batch: LMBatch, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,9 +44,8 @@ def stepped_logits(step: OnnxLMStep, lm, batch: LMBatch, features: torch.Tensor)
 
 
 def losses(text: torch.Tensor, audio: torch.Tensor, batch: LMBatch) -> dict[str, float]:
-    per_codebook = F.cross_entropy(audio.permute(0, 3, 1, 2), batch.audio_target, reduction="none").mean((0, 2))
-    return {"text": F.cross_entropy(text.flatten(0, 1), batch.text_target.flatten()).item(),
-            "audio": per_codebook.mean().item(), "cb0": per_codebook[0].item()}
+    text_loss, per_codebook = stream_losses(text, audio, batch)
+    return {"text": text_loss.item(), "audio": per_codebook.mean().item(), "cb0": per_codebook[0].item()}
 
 
 def main() -> None:
@@ -65,8 +63,7 @@ def main() -> None:
     with torch.no_grad():
         for b in range(args.batches):
             batch = stage.batch(2000 + b, 8, 0, 1)
-            features = batch.listen if batch.listen is not None else \
-                stage.batches.listen.encode(batch.heard).reshape(*batch.text_in.shape, -1)
+            features = listen_features(batch, stage.batches.listen)
             logits = {name: stepped_logits(step, lm, batch, features) for name, step in runtimes.items()}
             for name, (text, audio) in logits.items():
                 rows[name].append(losses(text, audio, batch))

@@ -33,9 +33,13 @@ from training.speech_lm_stage import IGNORE, WITH_PHONEMES, LMBatch, lm_loss
 
 def random_batch(config, batch: int, ticks: int, partner: bool) -> LMBatch:
     g = torch.Generator().manual_seed(0)
-    Q, K = config.n_codebooks, config.codebook_size
-    codes = lambda: torch.randint(0, K, (batch, Q, ticks), generator=g)  # noqa: E731
-    text = lambda: torch.randint(0, config.text_vocab_size, (batch, ticks), generator=g)  # noqa: E731
+
+    def codes() -> torch.Tensor:
+        return torch.randint(0, config.codebook_size, (batch, config.n_codebooks, ticks), generator=g)
+
+    def text() -> torch.Tensor:
+        return torch.randint(0, config.text_vocab_size, (batch, ticks), generator=g)
+
     partner_target = codes() if partner else None
     if partner_target is not None:
         partner_target[:, :, :3] = IGNORE

@@ -289,6 +289,23 @@ def corrupt_audio(batch: LMBatch, share: float, rng: np.random.Generator) -> Non
     batch.audio_in = audio_in
 
 
+def listen_features(batch: LMBatch, listen: ListenEncoder | None) -> torch.Tensor:
+    """(B, T, listen_dim) what the LM hears: the batch's features, or, when the user's audio came instead,
+    the frozen encoder's features of it, computed here (by the model, on its device)."""
+    if batch.listen is not None:
+        return batch.listen
+    with torch.no_grad():
+        return listen.encode(batch.heard).reshape(*batch.text_in.shape, -1)
+
+
+def stream_losses(text_logits: torch.Tensor, audio_logits: torch.Tensor,
+                  batch: LMBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the text stream's cross-entropy, each codebook's (Q,)) of logits against the batch's targets."""
+    text_loss = F.cross_entropy(text_logits.flatten(0, 1), batch.text_target.flatten())
+    per_codebook = F.cross_entropy(audio_logits.permute(0, 3, 1, 2), batch.audio_target, reduction="none").mean((0, 2))
+    return text_loss, per_codebook
+
+
 def lm_loss(model: nn.Module, batch: LMBatch, first_codebook_weight: float = 1.0,
             listen: ListenEncoder | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy of the text stream plus the audio tokens' averaged over codebooks, codebook 0
@@ -297,14 +314,10 @@ def lm_loss(model: nn.Module, batch: LMBatch, first_codebook_weight: float = 1.0
     codebooks whatever the weight (comparable across runs), "cb0" codebook 0's. `listen`: the frozen
     encoder, for a batch that carries the user's audio (`heard`) rather than its features."""
     batch = batch.to(next(model.parameters()).device)
-    features = batch.listen
-    if features is None:  # the user's audio came instead: the frozen encoder hears it here, by the model
-        with torch.no_grad():
-            features = listen.encode(batch.heard).reshape(*batch.text_in.shape, -1)
+    features = listen_features(batch, listen)
     text_logits, audio_logits, partner_logits = model(batch.audio_in, batch.text_in, features, batch.role,
                                                       batch.phonemes, partner=batch.partner_target is not None)
-    text_loss = F.cross_entropy(text_logits.flatten(0, 1), batch.text_target.flatten())
-    per_codebook = F.cross_entropy(audio_logits.permute(0, 3, 1, 2), batch.audio_target, reduction="none").mean((0, 2))
+    text_loss, per_codebook = stream_losses(text_logits, audio_logits, batch)
     weights = torch.ones_like(per_codebook)
     weights[0] = first_codebook_weight
     audio_loss = (per_codebook * weights).sum() / weights.sum()
