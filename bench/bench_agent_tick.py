@@ -44,7 +44,8 @@ def main() -> None:
                         help="groups of sessions stepped in parallel threads (default: --threads)")
     parser.add_argument("--decoder", choices=("vocos", "seanet"), default="vocos",
                         help="the codec's decoder (vocos: what the codec recipe ends with)")
-    parser.add_argument("--int8", action="store_true", help="the speech LM's step with 8-bit weights")
+    parser.add_argument("--fp32", action="store_true",
+                        help="the speech LM's step with full-precision weights (the agent's default is 8-bit)")
     parser.add_argument("--memory", action="store_true",
                         help="also print resident memory (MB) at twelve points of the run, after the warm-up")
     parser.add_argument("--profile", action="store_true",
@@ -54,7 +55,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
         save_random_agent(folder, args.decoder)
-        agent = SpeechLMAgent.from_checkpoint(folder, onnx=not args.torch_only, lanes=args.lanes, int8=args.int8)
+        agent = SpeechLMAgent.from_checkpoint(folder, onnx=not args.torch_only, lanes=args.lanes,
+                                             int8=not args.fp32)
         for n in (int(x) for x in args.sessions.split(",")):
             engine = Engine(agent)
             sessions = [engine.open_session(seed=i) for i in range(n)]
@@ -82,7 +84,8 @@ def main() -> None:
             if profiler:
                 profiler.disable()
             ms = np.asarray(loop.stats.compute_ms)
-            runtime = "torch" if args.torch_only else "torch+onnxruntime" + (" int8 LM" if args.int8 else "")
+            lm_weights = " fp32 LM" if args.fp32 else " int8 LM"
+            runtime = "torch" if args.torch_only else "torch+onnxruntime" + lm_weights
             print(f"learned agent tick ({args.threads} thread, {agent.lanes} lane, {runtime}, {args.decoder} decoder): {n:2d} session(s)  p50 {np.percentile(ms, 50):6.1f} ms  "
                   f"p99 {np.percentile(ms, 99):6.1f} ms  over 80 ms: {int((ms > 80).sum())}/{ticks}")
             if memory:

@@ -105,7 +105,7 @@ class SpeechLMAgent(Agent):
 
     def __init__(self, models: AgentModels, name: str = "speech-lm", role: int = 0, temperature: float = 0.5,
                  top_k: int = 50, text_lead: int = 2, done_silence_ticks: int = 4, onnx: bool = True,
-                 lanes: int | None = None, int8: bool = False):
+                 lanes: int | None = None, int8: bool = True):
         """`temperature`: 0.5, because 0.8 (Moshi's) made the small models of session 7 harder to understand
         (bench/bench_lsm_sampling.py; docs/benchmarks.md).
 
@@ -115,9 +115,10 @@ class SpeechLMAgent(Agent):
         one batch of 16 (docs/benchmarks.md). The onnxruntime graphs get the whole budget too, for a lone
         session; their idle threads sleep rather than spin, so lanes do not starve each other.
 
-        `int8`: the speech LM's matrix weights in 8 bits (onnxruntime): its step about twice as fast at
-        batch 1, its logits no longer exactly torch's (bench/bench_lm_step.py --int8); off by default
-        until a trained model's speech is measured with it."""
+        `int8`: the speech LM's matrix weights in 8 bits (onnxruntime), on by default: its step about twice
+        as fast at batch 1 (bench/bench_lm_step.py --int8), and on trained weights its teacher-forced losses
+        equal fp32's to three decimals and Whisper hears its speech as well (bench/bench_int8.py,
+        bench/bench_lsm_sampling.py --fp32; docs/benchmarks.md). `int8=False` gives torch's exact logits."""
         self.m = models
         self.can_predict_partner = models.lm.config.partner_heads
         threads = torch.get_num_threads()

@@ -211,8 +211,8 @@ class OnnxLMStep:
     of this small model is mostly per-operator overhead, which onnxruntime has less of."""
 
     def __init__(self, lm: SyncLM, threads: int = 1, int8: bool = False):
-        """`int8`: the matrix weights in 8 bits, faster but no longer torch's logits (a measured option,
-        not the agent's default: bench/bench_lm_step.py --int8)."""
+        """`int8`: the matrix weights in 8 bits, faster but no longer torch's logits (the agent's default
+        since trained weights were measured with it: bench/bench_int8.py)."""
         self.step = _session(export_lm_step, lm, threads, int8)
         self.partner_heads = lm.config.partner_heads
         self.phoneme_width = lm.config.phoneme_width

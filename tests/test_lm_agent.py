@@ -152,9 +152,29 @@ def test_the_agent_says_the_same_with_and_without_onnxruntime(tiny_folder):
 
     models = load_agent_models(tiny_folder)
     user = np.random.default_rng(2).normal(0, 0.05, 16000 * 2).astype(np.float32)
-    events = [respond_audio(SpeechLMAgent(models, onnx=onnx), user, seed=4, say="hello there").events
+    events = [respond_audio(SpeechLMAgent(models, onnx=onnx, int8=False), user, seed=4, say="hello there").events
               for onnx in (True, False)]
     assert events[0] == events[1]
+
+
+def test_the_agent_runs_its_speech_lm_in_8_bits_unless_told_otherwise(tiny_folder):
+    """int8 is the default (measured on trained weights: bench/bench_int8.py); int8=False gives torch's logits."""
+    import torch
+
+    from duplex.lm_agent import SpeechLMAgent
+
+    models = load_agent_models(tiny_folder)
+    lm = models.lm
+    torch.manual_seed(3)
+    args = (torch.randint(0, 16, (1, 2)), torch.randint(0, 200, (1,)), torch.randn(1, 32),
+            torch.zeros(1, dtype=torch.long))
+    with torch.no_grad():
+        expected = lm.step(*args, lm.new_cache(1), torch.zeros(1, dtype=torch.long))[1]
+    for agent, exact in ((SpeechLMAgent(models), False), (SpeechLMAgent(models, int8=False), True)):
+        got = agent._lm_step(*args, lm.new_cache(1), torch.zeros(1, dtype=torch.long))[1]
+        assert torch.allclose(got, expected, atol=1e-4) == exact
+        assert torch.allclose(got, expected, atol=0.1 * expected.abs().max().item())  # close either way
+        agent.close()
 
 
 def with_phonemes(tiny_folder, streams: int) -> AgentModels:
@@ -191,7 +211,7 @@ def test_words_to_say_come_with_their_phonemes_alike_in_onnxruntime_and_torch(ti
     state.prev_phonemes = None
     assert torch.equal(agent._phonemes([state])[0][8:], starts[0])
     user = np.random.default_rng(2).normal(0, 0.05, 16000 * 2).astype(np.float32)
-    events = [respond_audio(SpeechLMAgent(models, onnx=onnx), user, seed=4, say="hello there").events
+    events = [respond_audio(SpeechLMAgent(models, onnx=onnx, int8=False), user, seed=4, say="hello there").events
               for onnx in (True, False)]
     assert events[0] == events[1]
 
@@ -223,7 +243,7 @@ def test_words_to_say_are_voiced_on_the_schedule_of_their_phonemes(tiny_folder):
     state.tick = u.voice_from + len(ticks)
     assert not agent._phonemes([state])[0][16:].any()  # the schedule has run out
     user = np.random.default_rng(2).normal(0, 0.05, 16000 * 2).astype(np.float32)
-    events = [respond_audio(SpeechLMAgent(models, onnx=onnx), user, seed=4, say="hello there").events
+    events = [respond_audio(SpeechLMAgent(models, onnx=onnx, int8=False), user, seed=4, say="hello there").events
               for onnx in (True, False)]
     assert events[0] == events[1]
 
