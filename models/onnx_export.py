@@ -12,6 +12,7 @@ docs/benchmarks.md).
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import tempfile
 import warnings
@@ -160,6 +161,17 @@ class OnnxStep:
         return outputs[0], new_state
 
 
+class _DropMessage(logging.Filter):
+    """Drops the log records whose message contains `text`."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
 def _session(export: Callable[[nn.Module, Path], None], model: nn.Module, threads: int,
              int8: bool = False) -> OnnxStep:
     """An onnxruntime session of a freshly exported step (the graph file is only needed while loading);
@@ -170,8 +182,15 @@ def _session(export: Callable[[nn.Module, Path], None], model: nn.Module, thread
         path = Path(folder) / "step.onnx"
         export(model, path)
         if int8:
-            quantize_dynamic(str(path), str(path.with_suffix(".int8.onnx")), weight_type=QuantType.QInt8,
-                             reduce_range=True)
+            # quantize_dynamic advises on the root logger, every time, to pre-process the graph first: that
+            # step is shape inference and graph optimisation, which onnxruntime does when it loads the graph
+            advice = _DropMessage("pre-processing before quantization")
+            logging.getLogger().addFilter(advice)
+            try:
+                quantize_dynamic(str(path), str(path.with_suffix(".int8.onnx")), weight_type=QuantType.QInt8,
+                                 reduce_range=True)
+            finally:
+                logging.getLogger().removeFilter(advice)
             path = path.with_suffix(".int8.onnx")
         return OnnxStep(path, threads)
 
