@@ -45,7 +45,7 @@ from models.codec import CodecStreamState
 from models.listen_encoder import ListenState
 from models.lm import KVCache
 from models.onnx_export import OnnxCodecDecoder, OnnxListenStep, OnnxLMStep
-from models.phonemes import mnemonic_ids, phoneme_ids, tick_phonemes, voiced_word
+from models.phonemes import TICK_SECONDS, mnemonic_ids, phoneme_ids, tick_phonemes, voiced_word
 from models.text_tokenizer import PAD
 
 SPEECH_RMS = 0.01
@@ -60,13 +60,13 @@ class Utterance:
 
     say_id: str
     pending: deque
-    """(token, phoneme ids of the word it starts or None) still to say."""
+    """(token, phoneme ids of the word it starts or None, index of the word it starts or None) still to say."""
     said: list[tuple[int, int]] = field(default_factory=list)
     voiced: bool = False
     """Whether the agent has been heard speaking since the utterance's first token."""
     voicing: Future | None = None
-    """(ticks, slots) ids of the phonemes sounding in each tick of the text as training's voice says it
-    (models/phonemes.py, third stream), being rendered off the tick thread; None for models without it."""
+    """The text's `Voicing` as training's voice says it, being rendered off the tick thread; None for
+    models without the third phoneme stream."""
     voice_from: int | None = None
     """The position whose codebook-0 target is the first frame of the speech: once the first word is announced."""
 
@@ -169,10 +169,10 @@ class SpeechLMAgent(Agent):
         c = self.m.lm.config
         slots = c.phoneme_slots
         pending = deque()
-        for word in text.split():
+        for k, word in enumerate(text.split()):
             phonemes = torch.from_numpy(phoneme_ids(word, slots)) if slots else None
             for i, token in enumerate(self.m.tokenizer.encode(word)):
-                pending.append((token, phonemes if i == 0 else None))
+                pending.append((token, phonemes, k) if i == 0 else (token, None, None))
         voicing = self._renderer.submit(_voicing, text, slots) if c.phoneme_streams > 2 and pending else None
         state.say_queue.append(Utterance(say_id, pending, voicing=voicing))
 
@@ -299,9 +299,9 @@ class SpeechLMAgent(Agent):
                     rows[b, c.phoneme_slots : 2 * c.phoneme_slots] = s.announced[k][1]
             u = s.utterance
             if c.phoneme_streams > 2 and u is not None and u.voice_from is not None:
-                j, voicing = s.tick - u.voice_from, u.voicing.result()
-                if 0 <= j < len(voicing):
-                    rows[b, 2 * c.phoneme_slots :] = voicing[j]
+                j, frames = s.tick - u.voice_from, u.voicing.result().frames
+                if 0 <= j < len(frames):
+                    rows[b, 2 * c.phoneme_slots :] = frames[j]
         return rows
 
     def _text_token(self, s: LMState, logits: torch.Tensor) -> int:
@@ -312,20 +312,39 @@ class SpeechLMAgent(Agent):
         if u is None:
             return int(torch.multinomial(torch.softmax(logits / max(self.temperature, 1e-5), -1), 1,
                                          generator=s.generator))
-        # Given text: the model decides only whether the next token comes now, with its own probability
-        # that some token does. Sampling a token at the temperature would favour <pad>: before a word the
-        # model cannot know which token comes, so its mass is spread over many and sharpening takes it
-        # away (a model of session 9 never started to speak that way).
-        comes = float(torch.rand(1, generator=s.generator)) < 1.0 - float(torch.softmax(logits, -1)[PAD])
-        if not comes or not u.pending:
+        if not u.pending:
             return PAD
-        forced, s.prev_phonemes = u.pending.popleft()
+        comes = self._scheduled(s, u)
+        if comes is None:
+            # The model decides whether the next token comes now, with its own probability that some token
+            # does. Sampling a token at the temperature would favour <pad>: before a word the model cannot
+            # know which token comes, so its mass is spread over many and sharpening takes it away (a
+            # model of session 9 never started to speak that way).
+            comes = float(torch.rand(1, generator=s.generator)) < 1.0 - float(torch.softmax(logits, -1)[PAD])
+        if not comes:
+            return PAD
+        forced, s.prev_phonemes, _ = u.pending.popleft()
         if not u.said:  # its first word: read at the next position, voiced text_lead - 1 after that
             u.voice_from = s.tick + self.text_lead
         if s.prev_phonemes is not None:
             s.announced.append((s.tick + 1, s.prev_phonemes))  # read at the next position
         u.said.append((s.tick, forced))
         return forced
+
+    def _scheduled(self, s: LMState, u: Utterance) -> bool | None:
+        """Whether the next token of the utterance is due by the frame schedule (third phoneme stream),
+        placed as training placed the words: a word's first token int(its start tick) after the first
+        word's, the rest of its tokens on the ticks after. Where the tokens came when the model chose,
+        they could drift off the schedule that the frame stream plays: two timings that training never
+        showed disagreeing (docs/speech_lm.md). None where the model decides: its first token (when to
+        begin), a model without the schedule, and while the user speaks (whether to go on)."""
+        if not u.said or u.voicing is None or s.user_recent <= USER_RECENT_TICKS:
+            return None
+        word_ticks = u.voicing.result().word_ticks
+        word = u.pending[0][2]
+        if word_ticks is None or word is None:
+            return None if word_ticks is None else True
+        return s.tick >= u.said[0][0] + word_ticks[word] - word_ticks[0]
 
     def _transcript(self, s: LMState, token: int) -> None:
         """agent.transcript.delta for each piece of text the stream adds (PROTOCOL.md)."""
@@ -357,10 +376,22 @@ class SpeechLMAgent(Agent):
         s.utterance = None
 
 
-def _voicing(text: str, slots: int) -> torch.Tensor:
-    """(ticks, slots) ids of the phonemes sounding in each tick of `text` in the voice training spoke."""
-    ticks = tick_phonemes(speak_words(text, AGENT_VOICES[0]).phonemes)
-    return torch.from_numpy(np.stack([mnemonic_ids(t, slots) for t in ticks] or [np.zeros(slots, np.int64)]))
+@dataclass(frozen=True)
+class Voicing:
+    """How training's voice says a text: what the third phoneme stream plays and where its words fall."""
+
+    frames: torch.Tensor
+    """(ticks, slots) ids of the phonemes sounding in each tick, from the speech's start."""
+    word_ticks: list[int] | None
+    """The tick each word (of text.split()) starts at; None if espeak-ng's words are not those."""
+
+
+def _voicing(text: str, slots: int) -> Voicing:
+    speech = speak_words(text, AGENT_VOICES[0])
+    ticks = tick_phonemes(speech.phonemes)
+    frames = torch.from_numpy(np.stack([mnemonic_ids(t, slots) for t in ticks] or [np.zeros(slots, np.int64)]))
+    words = [int(w.start / TICK_SECONDS) for w in speech.words] if len(speech.words) == len(text.split()) else None
+    return Voicing(frames, words)
 
 
 @dataclass

@@ -199,8 +199,9 @@ def test_words_to_say_come_with_their_phonemes_alike_in_onnxruntime_and_torch(ti
     state = agent.new_state()
     agent.say(state, "hello there, francesca", "s")
     pending = list(state.say_queue[0].pending)
-    assert [t for t, _ in pending] == models.tokenizer.encode("hello there, francesca")
-    starts = [p for _, p in pending if p is not None]
+    assert [t for t, _, _ in pending] == models.tokenizer.encode("hello there, francesca")
+    starts = [p for _, p, _ in pending if p is not None]
+    assert [k for _, _, k in pending if k is not None] == [0, 1, 2]
     assert len(starts) == 3 and torch.equal(starts[0], torch.from_numpy(phoneme_ids("hello", 8)))
     state.user_recent = 3  # the user has been silent: the utterance starts at the first text token
     agent.step([state], np.zeros((1, 1280), np.float32))
@@ -214,6 +215,34 @@ def test_words_to_say_come_with_their_phonemes_alike_in_onnxruntime_and_torch(ti
     events = [respond_audio(SpeechLMAgent(models, onnx=onnx, int8=False), user, seed=4, say="hello there").events
               for onnx in (True, False)]
     assert events[0] == events[1]
+
+
+def test_words_to_say_come_when_training_placed_them_once_the_model_has_begun(tiny_folder):
+    """With the frame schedule, the model chooses when to begin; then each word's first token comes
+    int(its start tick) after the first word's, as training laid the words out, and the rest of its
+    tokens on the following ticks."""
+    from audio.tts import speak_words
+    from duplex.domains import AGENT_VOICES
+    from duplex.lm_agent import SpeechLMAgent
+    from models.phonemes import TICK_SECONDS
+
+    text = "please tell the driver that a yellow bicycle is at the beach."
+    word_ticks = [int(w.start / TICK_SECONDS) for w in speak_words(text, AGENT_VOICES[0]).words]
+    agent = SpeechLMAgent(with_phonemes(tiny_folder, streams=3), onnx=False)
+    state = agent.new_state(seed=1)
+    agent.say(state, text, "s")
+    utterance = state.say_queue[0]
+    state.user_recent = 10  # a silent user
+    for _ in range(80):
+        agent.step([state], np.zeros((1, 1280), np.float32))
+    said = [tick for tick, _ in utterance.said]
+    tokens = [agent.m.tokenizer.encode(word) for word in text.split()]
+    expected, position = [], said[0]
+    for k, word in enumerate(tokens):
+        position = max(position, said[0] + word_ticks[k] - word_ticks[0])
+        expected += range(position, position + len(word))
+        position += len(word)
+    assert said == expected
 
 
 def test_words_to_say_are_voiced_on_the_schedule_of_their_phonemes(tiny_folder):
@@ -231,7 +260,7 @@ def test_words_to_say_are_voiced_on_the_schedule_of_their_phonemes(tiny_folder):
     state = agent.new_state()
     agent.say(state, "hello there", "s")
     ticks = tick_phonemes(speak_words("hello there", AGENT_VOICES[0]).phonemes)
-    voicing = state.say_queue[0].voicing.result()
+    voicing = state.say_queue[0].voicing.result().frames
     assert voicing.shape == (len(ticks), 8) and torch.equal(voicing[1], torch.from_numpy(mnemonic_ids(ticks[1], 8)))
     state.user_recent = 3
     agent.step([state], np.zeros((1, 1280), np.float32))
