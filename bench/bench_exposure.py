@@ -1,11 +1,12 @@
 """Whether a speech LM speaks from what it reads or from the frame it said last (exposure bias).
 
-    python bench/bench_exposure.py --model CHECKPOINT [--model CHECKPOINT ...] [--sentences 8] [--temperature 0]
+    python bench/bench_exposure.py --model CHECKPOINT [--model CHECKPOINT ...] [--sentences 8] [--temperature 0] [--seed 0]
 
 Stage-1 examples from the training pool (grammar sentences and domain answers
 that fit the window; the dictionary-word sentences are left out, since Whisper
 mishears word lists even when they are said perfectly), each said three ways
-and judged by Whisper base:
+and judged by Whisper base; `--seed 1` draws them from a pool the model never
+saw (drawn the same way, as bench_memorization.py's new sentences):
 
 - **codec**: the example's own tokens, decoded: what the codec allows;
 - **teacher-forced**: at every position the model's most likely tokens given
@@ -81,13 +82,15 @@ def main() -> None:
     parser.add_argument("--model", required=True, action="append", help="a learned agent's checkpoint folder")
     parser.add_argument("--sentences", type=int, default=8)
     parser.add_argument("--temperature", type=float, default=0.0, help="free-running sampling; 0: greedy")
+    parser.add_argument("--seed", type=int, default=0, help="the pool's seed: 0 the training pool, 1 new sentences")
     args = parser.parse_args()
-    print(f"{args.sentences} training-pool sentences, judge Whisper base, free-running temperature {args.temperature}")
+    pool = "training-pool" if args.seed == 0 else f"new (pool seed {args.seed})"
+    print(f"{args.sentences} {pool} sentences, judge Whisper base, free-running temperature {args.temperature}")
     print("| model | WER codec | WER teacher-forced | WER free-running |")
     print("|---|---:|---:|---:|")
     for folder in args.model:
         torch.manual_seed(0)
-        stage = stage_for_checkpoint(folder)
+        stage = stage_for_checkpoint(folder, seed=args.seed)
         model, codec = stage.build_model().eval(), stage.batches.codec
         delay = stage.lm_config.acoustic_delay
         generator = torch.Generator().manual_seed(0)
