@@ -1,14 +1,17 @@
-"""The speech LM's training step alone (forward, backward, AdamW), with and without its partner heads.
+"""The speech LM's training step alone (forward, backward, AdamW), two ways side by side.
 
-    python bench/bench_lm_train_step.py [--threads 2] [--batch 8] [--ticks 100] [--steps 24] [--no-malloc-tuning]
+    python bench/bench_lm_train_step.py [--compare heads|optimizer] [--threads 2] [--batch 8] [--ticks 100]
+                                        [--steps 24] [--no-malloc-tuning]
 
 The recipe's LM at its default sizes (phoneme streams, partner heads),
 random tokens and listen features, the loss of `training/speech_lm_stage.py`
-`lm_loss`: the same model stepped in alternating rounds with the partner
-heads run (what a stage with partner targets pays) and skipped (what a stage
-without them now pays: the heads join the graph with a zero gradient only).
-Prints the median seconds per step of each, so that drift in the machine's
-speed hits both alike. Batch making and the frozen codec and listen encoder
+`lm_loss`, the same model stepped in alternating rounds two ways:
+`--compare heads` with the partner heads run (what a stage with partner
+targets pays) and skipped (what a stage without them now pays: the heads
+join the graph with a zero gradient only); `--compare optimizer` with the
+for-loop AdamW and the fused one the trainer uses (training/trainer.py
+`adamw`), partner heads skipped. Prints the median seconds per step of
+each, so that drift in the machine's speed hits both alike. Batch making and the frozen codec and listen encoder
 are not included (bench/bench_train_step.py times a whole stage).
 `--no-malloc-tuning` leaves glibc's malloc as it comes, which `duplex train`
 does not (training/malloc_tuning.py).
@@ -29,6 +32,7 @@ import torch
 from models.lm import SyncLM
 from training.malloc_tuning import keep_freed_memory
 from training.speech_lm_stage import IGNORE, WITH_PHONEMES, LMBatch, lm_loss
+from training.trainer import TrainConfig, adamw
 
 
 def random_batch(config, batch: int, ticks: int, partner: bool) -> LMBatch:
@@ -51,6 +55,8 @@ def random_batch(config, batch: int, ticks: int, partner: bool) -> LMBatch:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compare", choices=("heads", "optimizer"), default="heads",
+                        help="partner heads run vs skipped, or for-loop vs fused AdamW")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--ticks", type=int, default=100)
@@ -62,14 +68,21 @@ def main() -> None:
     torch.manual_seed(0)
     config = dataclasses.replace(WITH_PHONEMES, text_vocab_size=256, listen_dim=256)
     model = SyncLM(config)
-    optimizer = torch.optim.AdamW(model.parameters(), 1e-4)
-    batches = {name: random_batch(config, args.batch, args.ticks, partner=name == "partner heads run")
-               for name in ("partner heads run", "partner heads skipped")}
-    seconds: dict[str, list[float]] = {name: [] for name in batches}
+    skipped = random_batch(config, args.batch, args.ticks, partner=False)
+    cpu = torch.device("cpu")
+    if args.compare == "heads":
+        optimizer = adamw(model.parameters(), TrainConfig(), cpu)
+        ways = {"partner heads run": (random_batch(config, args.batch, args.ticks, partner=True), optimizer),
+                "partner heads skipped": (skipped, optimizer)}
+    else:
+        ways = {"for-loop AdamW": (skipped, adamw(model.parameters(), TrainConfig(), cpu, fused=False)),
+                "fused AdamW": (skipped, adamw(model.parameters(), TrainConfig(), cpu, fused=True))}
+    seconds: dict[str, list[float]] = {name: [] for name in ways}
     for step in range(args.steps):
-        name = list(batches)[step % 2]
+        name = list(ways)[step % 2]
+        batch, optimizer = ways[name]
         began = time.perf_counter()
-        loss, _ = lm_loss(model, batches[name])
+        loss, _ = lm_loss(model, batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -260,6 +260,14 @@ class RunFolder:
         plt.close(fig)
 
 
+def adamw(params, config: TrainConfig, device: torch.device, fused: bool | None = None) -> torch.optim.AdamW:
+    """The run's AdamW, with torch's fused kernel where it has one (CPU, CUDA) unless `fused` says: the
+    for-loop version spent 30-45 ms a step on the speech LM's 11 M parameters on this machine's CPU, the
+    fused one 11 ms (bench/bench_lm_train_step.py --compare optimizer). Same update, same state dict."""
+    return torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
+                             fused=device.type in ("cpu", "cuda") if fused is None else fused)
+
+
 class Trainer:
     def __init__(
         self, stage: Stage, config: TrainConfig, run_dir: str | os.PathLike, progress: bool = True, prefetch: bool = True
@@ -269,9 +277,7 @@ class Trainer:
         torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
         self.model = stage.build_model().to(self.dist.device)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
-        )
+        self.optimizer = adamw(self.model.parameters(), config, self.dist.device)
         self.wrapped: nn.Module = (
             DistributedDataParallel(self.model) if self.dist.world_size > 1 else self.model
         )
