@@ -11,8 +11,9 @@ targets pays) and skipped (what a stage without them now pays: the heads
 join the graph with a zero gradient only); `--compare optimizer` with the
 for-loop AdamW and the fused one the trainer uses (training/trainer.py
 `adamw`), partner heads skipped. Prints the median seconds per step of
-each, so that drift in the machine's speed hits both alike. Batch making and the frozen codec and listen encoder
-are not included (bench/bench_train_step.py times a whole stage).
+each, so that drift in the machine's speed hits both alike. Batch making
+and the frozen codec and listen encoder are not included
+(bench/bench_train_step.py times a whole stage).
 `--no-malloc-tuning` leaves glibc's malloc as it comes, which `duplex train`
 does not (training/malloc_tuning.py).
 """

@@ -341,9 +341,11 @@ class SpeechLMAgent(Agent):
         if not u.said or u.voicing is None or s.user_recent <= USER_RECENT_TICKS:
             return None
         word_ticks = u.voicing.result().word_ticks
+        if word_ticks is None:
+            return None
         word = u.pending[0][2]
-        if word_ticks is None or word is None:
-            return None if word_ticks is None else True
+        if word is None:
+            return True  # the rest of a word's tokens follow its first on consecutive ticks
         return s.tick >= u.said[0][0] + word_ticks[word] - word_ticks[0]
 
     def _transcript(self, s: LMState, token: int) -> None:
