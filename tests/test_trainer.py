@@ -169,6 +169,28 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint_and_the_run_resumes(unin
         assert torch.equal(tensor, weights(second)[name]), name
 
 
+def test_a_pause_is_not_counted_as_training_time(tmp_path):
+    """A run stopped (SIGSTOP, as benches beside a run pause it) and continued: the step the pause fell
+    into counts as long as the step before it, so model cards report training time, not pauses."""
+    import signal
+    import time
+
+    run = trainer(tmp_path)
+    train_step = run.train_step
+
+    def paused_in_step_2(step: int, batches):
+        metrics = train_step(step, batches)
+        if step == 2:
+            time.sleep(2.0)  # the time it stood stopped
+            os.kill(os.getpid(), signal.SIGCONT)  # what a stopped process is sent to go on
+        return metrics
+
+    run.train_step = paused_in_step_2
+    run.run()
+    assert run.step == 4 and run.seconds < 2.0
+    assert signal.getsignal(signal.SIGCONT) is signal.SIG_DFL  # handler restored
+
+
 def test_vocos_recipe_keeps_the_initial_encoder_and_codebooks(uninterrupted, tmp_path):
     """--preset vocos --init: the tokens stay those of the starting codec; only the new decoder learns."""
     start = uninterrupted.folder.latest()

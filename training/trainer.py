@@ -349,12 +349,15 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc=self.stage.name, disable=not (main and self.progress))
         last_save, saved_step = time.monotonic(), self.step
         with _Batches(self.stage, cfg.batch_size, self.dist, self.step, end, self.prefetch,
-                      cfg.data_workers) as batches, _StopRequest() as stop:
+                      cfg.data_workers) as batches, _StopRequest() as stop, _Pauses() as pauses:
+            step_seconds = 0.0
             while self.step < end and not stop.agreed(self.dist.world_size, self.dist.device):
                 started = time.monotonic()
                 metrics = self.train_step(self.step, batches)
                 self.step += 1
-                self.seconds += time.monotonic() - started
+                # a step that a pause fell into counts as long as the one before it
+                step_seconds = step_seconds if pauses.happened() else time.monotonic() - started
+                self.seconds += step_seconds
                 bar.update(1)
                 if main and (self.step % cfg.log_every == 0 or self.step == end):
                     row = {"step": self.step, **metrics, "seconds": round(self.seconds, 1)}
@@ -368,7 +371,7 @@ class Trainer:
                 if on_step is not None:
                     on_step(self.step)
             bar.close()
-            if stop.requested and main:
+            if stop.noted and main:
                 if saved_step != self.step:
                     self.save_checkpoint()
                 print(f"stopped at step {self.step}; checkpoint written, the same command resumes", flush=True)
@@ -430,33 +433,52 @@ class _StepBatches(Dataset):
         return self.stage.batch(step, self.batch_size, self.rank, self.world_size)
 
 
-class _StopRequest:
-    """SIGTERM / SIGINT during a run: noted, so the loop ends after the current step with a checkpoint.
-    Signals can only be caught on the main thread; a run on another thread keeps the defaults."""
+class _SignalNote:
+    """A flag that any of `signals` sets, for the loop to read: signals can only be caught on the main
+    thread, so a run on another thread keeps the defaults. The previous handlers come back on exit."""
 
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self) -> None:
-        self.requested = False
+    def __init__(self, *signals: signal.Signals) -> None:
+        self.noted = False
         self._previous = {}
         if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._note) for sig in self.SIGNALS}
+            self._previous = {sig: signal.signal(sig, self._note) for sig in signals}
 
     def _note(self, signum: int, frame: Any) -> None:
-        self.requested = True
+        self.noted = True
 
-    def agreed(self, world_size: int, device: torch.device) -> bool:
-        """Whether to stop now; with several processes, all stop together when any was asked to
-        (the flag lives on the process group's device: NCCL reduces CUDA tensors only)."""
-        if world_size > 1:
-            flag = torch.tensor(float(self.requested), device=device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            self.requested = bool(flag.item())
-        return self.requested
-
-    def __enter__(self) -> _StopRequest:
+    def __enter__(self) -> _SignalNote:
         return self
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+class _StopRequest(_SignalNote):
+    """SIGTERM / SIGINT during a run: noted, so the loop ends after the current step with a checkpoint."""
+
+    def __init__(self) -> None:
+        super().__init__(signal.SIGTERM, signal.SIGINT)
+
+    def agreed(self, world_size: int, device: torch.device) -> bool:
+        """Whether to stop now; with several processes, all stop together when any was asked to
+        (the flag lives on the process group's device: NCCL reduces CUDA tensors only)."""
+        if world_size > 1:
+            flag = torch.tensor(float(self.noted), device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            self.noted = bool(flag.item())
+        return self.noted
+
+
+class _Pauses(_SignalNote):
+    """SIGCONT: the process was stopped (SIGSTOP, as benches beside a run pause it) and goes on. The
+    step it was stopped in took wall time that was not training, and the run's training time, which
+    model cards report, must not count it."""
+
+    def __init__(self) -> None:
+        super().__init__(signal.SIGCONT)
+
+    def happened(self) -> bool:
+        """Whether a pause ended since the last call."""
+        happened, self.noted = self.noted, False
+        return happened
