@@ -57,19 +57,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--run-dir", type=Path, help="run folder (default ~/.cache/duplex/runs/STAGE)")
     presets = "; ".join(f"{name}: {', '.join(module.PRESETS)}" for name, module in STAGES.items())
     p.add_argument("--preset", help=f"named settings of the stage (default: default). {presets}")
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--steps", type=int,
+                   help="length of the learning-rate schedule (warm-up, then cosine decay to its end); given "
+                        "again on a resumed run it extends (or shortens) the schedule, and the rate jumps to "
+                        "where the new one stands at the current step")
+    p.add_argument("--batch-size", type=int, help="examples per step and process")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--seed", type=int,
+                   help="seeds the initial weights and each step's random draws (the data's own seed is the preset's)")
     p.add_argument("--threads", type=int, help="torch threads per process (default 1)")
     p.add_argument("--data-workers", type=int, help="processes making batches (default 0: one thread beside "
                                                     "the loop); a GPU run wants most of the CPU cores")
     p.add_argument("--until", type=int, metavar="STEP",
                    help="stop with a checkpoint at STEP, on the schedule of --steps (a stage that ends early, "
                         "or a long run split into sessions; the same command without it goes on)")
-    p.add_argument("--checkpoint-minutes", type=float)
+    p.add_argument("--checkpoint-minutes", type=float, help="checkpoint at least this often (wall clock)")
     p.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
-    p.add_argument("--log-every", type=int)
+    p.add_argument("--log-every", type=int, help="write the run log (log.jsonl, loss.png) every N steps")
     p.add_argument("--init", help="checkpoint folder whose weights start the run (codec presets vocos and "
                                   "vocos-joint, lsm, dialogue)")
     p.add_argument("--data", help="dataset folder made by `duplex data generate` (dialogue)")
