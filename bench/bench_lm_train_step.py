@@ -70,23 +70,25 @@ def main() -> None:
     config = dataclasses.replace(WITH_PHONEMES, text_vocab_size=256, listen_dim=256)
     model = SyncLM(config)
     skipped = random_batch(config, args.batch, args.ticks, partner=False)
-    cpu = torch.device("cpu")
+
+    def optimizer(fused: bool | None = None) -> torch.optim.AdamW:
+        return adamw(model.parameters(), TrainConfig(), torch.device("cpu"), fused)
+
     if args.compare == "heads":
-        optimizer = adamw(model.parameters(), TrainConfig(), cpu)
-        ways = {"partner heads run": (random_batch(config, args.batch, args.ticks, partner=True), optimizer),
-                "partner heads skipped": (skipped, optimizer)}
+        shared = optimizer()
+        ways = {"partner heads run": (random_batch(config, args.batch, args.ticks, partner=True), shared),
+                "partner heads skipped": (skipped, shared)}
     else:
-        ways = {"for-loop AdamW": (skipped, adamw(model.parameters(), TrainConfig(), cpu, fused=False)),
-                "fused AdamW": (skipped, adamw(model.parameters(), TrainConfig(), cpu, fused=True))}
+        ways = {"for-loop AdamW": (skipped, optimizer(fused=False)), "fused AdamW": (skipped, optimizer(fused=True))}
     seconds: dict[str, list[float]] = {name: [] for name in ways}
     for step in range(args.steps):
         name = list(ways)[step % 2]
-        batch, optimizer = ways[name]
+        batch, step_with = ways[name]
         began = time.perf_counter()
         loss, _ = lm_loss(model, batch)
-        optimizer.zero_grad()
+        step_with.zero_grad()
         loss.backward()
-        optimizer.step()
+        step_with.step()
         seconds[name].append(time.perf_counter() - began)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"speech LM training step ({params:.1f} M parameters, batch {args.batch} x {args.ticks} ticks, "
