@@ -99,10 +99,15 @@ PAD_S = 0.5
 starts or ends at the clip's edge."""
 
 
+SILENT_PEAK = 1e-4
+"""A clip whose loudest sample is below this (-80 dBFS) holds no speech. Whisper is not asked about it:
+on digital silence it hallucinates (". . . .", "Thank you."), and what it makes up differs between CPUs."""
+
+
 def _padded(audio: np.ndarray) -> np.ndarray | None:
-    """The clip with PAD_S of silence on both sides, or None when it is too short to hold a word."""
+    """The clip with PAD_S of silence on both sides, or None when it is too short or too quiet to hold a word."""
     audio = np.asarray(audio, dtype=np.float32)
-    if len(audio) < SAMPLE_RATE // 10:
+    if len(audio) < SAMPLE_RATE // 10 or float(np.max(np.abs(audio))) < SILENT_PEAK:
         return None
     pad = np.zeros(int(PAD_S * SAMPLE_RATE), dtype=np.float32)
     return np.concatenate([pad, audio, pad])
@@ -126,12 +131,19 @@ def transcribe(
         )
         segments = list(segments)
     text = " ".join(s.text.strip() for s in segments).strip()
+    if not _has_words(text):
+        return "", []
     duration = len(audio) / SAMPLE_RATE
     found = [
         Word(w.word.strip(), min(max(w.start - PAD_S, 0.0), duration), min(max(w.end - PAD_S, 0.0), duration))
-        for s in segments for w in (s.words or [])
+        for s in segments for w in (s.words or []) if _has_words(w.word)
     ]
     return text, found
+
+
+def _has_words(text: str) -> bool:
+    """Whether a transcript holds a word: Whisper sometimes answers noise with punctuation alone."""
+    return any(c.isalnum() for c in text)
 
 
 def hypotheses(audio: np.ndarray, model: str = "small", n: int = 5, prompt: str | None = None,
@@ -159,4 +171,4 @@ def hypotheses(audio: np.ndarray, model: str = "small", n: int = 5, prompt: str 
                              tokenizer.sot, tokenizer.sot_prev, tokenizer.sot_lm, tokenizer.no_speech],
         )[0]
     texts = [tokenizer.decode([t for t in ids if t < tokenizer.eot]).strip() for ids in result.sequences_ids]
-    return list(dict.fromkeys(t for t in texts if t))  # distinct, in rank order
+    return list(dict.fromkeys(t for t in texts if _has_words(t)))  # distinct, in rank order

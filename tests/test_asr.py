@@ -23,6 +23,14 @@ def test_hypotheses_of_a_too_short_clip_are_none():
     assert hypotheses(np.zeros(100, np.float32)) == []
 
 
+def test_silence_and_punctuation_are_not_words():
+    from audio.asr import _has_words
+
+    quiet = np.full(16000, 5e-5, np.float32)
+    assert transcribe(quiet) == ("", []) and hypotheses(quiet) == []
+    assert not _has_words(". . . .") and not _has_words("") and _has_words("7") and _has_words("yes.")
+
+
 def test_the_baseline_ears_fall_back_on_the_runners_up_and_ignore_silence():
     from duplex.baseline import hear_and_respond
 
