@@ -54,6 +54,7 @@ LSM_COLUMNS = [
     ("stop_latency_median_s", "stop latency (s) ↓"),
     ("false_stops_backchannel", "false stops, backchannel ↓"),
     ("false_stops_noise", "false stops, noise ↓"),
+    ("stops_silent_user", "stops, silent user ↓"),
     ("spoken_text_wer", "spoken_text vs heard (WER) ↓"),
 ]
 

@@ -12,6 +12,9 @@ while the user is silent, interrupts, backchannels, or makes noise:
   silent within 1 s of the onset. Precision and recall (hence F1) pit the
   interruptions (should stop) against backchannels and noise (should not);
 - **stop latency**: from the onset to the agent's silence;
+- **stops with a silent user**: the same rule on the run without the user,
+  so the agent's own early ends and long pauses, which count as stops in
+  every trial, are seen apart (a control, not part of F1);
 - **spoken_text**: on interrupted utterances, the word error rate between the
   `agent.say.done` report and Whisper's transcript of what was really said.
 
@@ -121,15 +124,13 @@ def evaluate_agent(agent: Agent, sentences: int, seed: int = 0, judge: str = "ba
         if start is None:
             continue
         onset = start + ONSET_AFTER_S
+        trials.append(_trial("silence", quiet_audio, onset))
         level = float(np.sqrt(np.mean(quiet_audio[quiet_audio != 0] ** 2)) + 1e-4)
         for kind in KINDS:
             user = _user_event(kind, rng, length, onset, level)
             r = respond_audio(agent, user, seed=seed + i, say=text)
-            after = [iv for iv in channel_ipus(r.agent_audio, AGENT) if iv.start < onset + STOP_WINDOW_S]
-            end = max((iv.end for iv in after), default=onset)
-            stop_s = end - onset
-            stopped = stop_s <= STOP_WINDOW_S
-            trial = Trial(kind, stopped, stop_s if stopped else None)
+            trial = _trial(kind, r.agent_audio, onset)
+            end = onset + (trial.stop_s or 0.0)
             done = [e for e in r.events if e["type"] == "agent.say.done"]
             if kind.startswith("interruption") and done and done[0]["interrupted"]:
                 trial.spoken_report = done[0]["spoken_text"]
@@ -137,6 +138,16 @@ def evaluate_agent(agent: Agent, sentences: int, seed: int = 0, judge: str = "ba
                 trial.spoken_heard = transcribe(r.agent_audio[: int((end + 0.1) * SAMPLE_RATE)], model=judge)[0]
             trials.append(trial)
     return summarise(wers, floors, trials)
+
+
+def _trial(kind: str, agent_audio: np.ndarray, onset: float) -> Trial:
+    """LSLM's rule: the agent stopped when its speech that began before onset + STOP_WINDOW_S has ended by
+    then. Applied to the agent's audio with a silent user (kind "silence"), it counts the agent's own
+    early ends and long pauses, which read as stops in the other trials too: the control for them."""
+    after = [iv for iv in channel_ipus(agent_audio, AGENT) if iv.start < onset + STOP_WINDOW_S]
+    stop_s = max((iv.end for iv in after), default=onset) - onset
+    stopped = stop_s <= STOP_WINDOW_S
+    return Trial(kind, stopped, stop_s if stopped else None)
 
 
 def _f1(trials: list[Trial], positive: str) -> float | None:
@@ -161,6 +172,7 @@ def summarise(wers: list[float], floors: list[float], trials: list[Trial]) -> di
         "stop_latency_median_s": round(float(np.median(stops)), 3) if stops else None,
         "false_stops_backchannel": rate("backchannel"),
         "false_stops_noise": rate("noise"),
+        "stops_silent_user": rate("silence"),
         "spoken_text_wer": round(float(np.mean(reported)), 3) if reported else None,
-        "trials": len(trials),
+        "trials": sum(t.kind != "silence" for t in trials),
     }
