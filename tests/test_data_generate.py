@@ -61,6 +61,11 @@ def test_layout_is_what_moshi_finetune_reads(dataset):
         for word, (start, end), who in meta["alignments"]:
             assert isinstance(word, str) and 0 <= start < end <= meta["duration"]
             assert who in ("SPEAKER_MAIN", "SPEAKER_OTHER")
+        # our own key: the heard words' phonemes, each inside a word of its speaker
+        assert meta["phonemes"] and meta["format_version"] == 2
+        for name, (start, end), who in meta["phonemes"]:
+            assert name and 0 <= start < end <= meta["duration"] + 1.0
+            assert any(w_who == who and w0 - 0.05 <= start < w1 + 0.05 for _, (w0, w1), w_who in meta["alignments"])
         _check_channel_0_is_the_agent(audio, meta)
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from audio.tts import Speech, TimedWord
+from audio.tts import Speech, TimedPhoneme, TimedWord
 from training.timeline import (
     AGENT,
     EVENT_KINDS,
@@ -20,10 +20,13 @@ WORD_S = 0.3
 
 
 def fake_speak(text: str, speaker: str) -> Speech:
-    """Every word lasts 0.3 s; audio is silence of the right length (timing is all the timeline needs)."""
+    """Every word lasts 0.3 s, in two phonemes named after it; audio is silence of the right length (timing
+    is all the timeline needs)."""
     words = text.split()
     timed = tuple(TimedWord(w, i * WORD_S, (i + 1) * WORD_S - 0.02) for i, w in enumerate(words))
-    return Speech(np.zeros(round(len(words) * WORD_S * 16000), dtype=np.float32), timed)
+    sounds = tuple(TimedPhoneme(f"{w.text}{k}", w.start + k * (w.end - w.start) / 2, w.start + (k + 1) * (w.end - w.start) / 2)
+                   for w in timed for k in range(2))
+    return Speech(np.zeros(round(len(words) * WORD_S * 16000), dtype=np.float32), timed, phonemes=sounds)
 
 
 def timeline(seed: int = 0, target_s: float = 60.0, **params):
@@ -70,6 +73,18 @@ def test_alignments_are_sorted_and_labelled_agent_main():
         assert who in ("SPEAKER_MAIN", "SPEAKER_OTHER") and start < end
         if who == "SPEAKER_MAIN":
             assert word in agent_words
+
+
+def test_phonemes_are_those_of_the_heard_words_in_dialogue_time():
+    t = timeline(4, barge_in_prob=1.0, user_backchannel_prob=0.0, domain_weights={"counting": 1.0, "about": 1.0})
+    rows = t.phoneme_timings()
+    assert [r[1][0] for r in rows] == sorted(r[1][0] for r in rows)
+    words = t.alignments()
+    for name, (start, end), who in rows:  # a phoneme of a heard word, within the word as it was meant
+        assert start < end
+        assert any(w == name[:-1] and w_who == who and w0 - 1e-9 <= start < w0 + WORD_S for w, (w0, _), w_who in words)
+    assert len(rows) == 2 * len(t.alignments())  # a cut word keeps both its sounds; unsaid words give none
+    assert any(p.stop is not None for p in t.placements)
 
 
 def test_barge_in_stops_the_agent_soon_after_the_user_starts():

@@ -27,7 +27,8 @@ def setup(tiny_parts, tmp_path_factory):
 
 
 def stage(root, **kw):
-    return DialogueStage(DialogueStageConfig(lm=TINY_LM, codec=str(root / "codec"), listen=str(root / "listen"),
+    kw = {"lm": TINY_LM, **kw}
+    return DialogueStage(DialogueStageConfig(codec=str(root / "codec"), listen=str(root / "listen"),
                                              data=str(root / "data"), ticks=60, vocab_size=300, **kw))
 
 
@@ -47,6 +48,39 @@ def test_windows_carry_the_speakers_words_and_roles_swap_channels(setup):
         ticks = [int(t) for _, t in e.words if 0 <= t < len(level) - 1]
         assert ticks, "the window holds words of the side it speaks"
         assert np.mean([max(level[t], level[t + 1]) > 3 * floor + 1e-4 for t in ticks]) > 0.9
+
+
+def test_the_spoken_side_reads_its_sounds_but_no_announced_words(setup):
+    """The second and third phoneme streams come from the dataset's phonemes of the side the model says; the
+    first (a word's phonemes beside its first token) stays empty: the agent writes those words itself."""
+    from dataclasses import replace
+
+    s = stage(setup, lm=replace(TINY_LM, phoneme_slots=6, phoneme_streams=3), user_role_prob=0.5, max_listen_delay=0)
+    d = s.lm_config.acoustic_delay
+    for role in (0, 1):
+        e = next(e for e in map(s.example, range(40)) if e.role == role and len(e.words) >= 3)
+        b = s.batches.encode([e])
+        assert not b.phonemes[0, :, :6].any() and b.phonemes[0, :, 6:12].any()
+        sounding = b.phonemes[0, :, 12:].any(-1).numpy()  # (T,) positions whose target frame has a sound
+        level = np.sqrt(np.mean(e.agent.reshape(-1, TICK_SAMPLES) ** 2, axis=1))
+        frame_level = level[np.arange(s.config.ticks) + 1 + d]  # the tick each position's codebook-0 target holds
+        assert sounding.sum() >= 5
+        assert np.median(frame_level[sounding]) > 5 * np.median(frame_level[~sounding]) + 1e-4
+
+
+def test_a_dataset_without_phonemes_is_a_clear_error(setup, tmp_path):
+    import json
+    import shutil
+
+    from training.dialogue_stage import _dialogue
+
+    old = tmp_path / "old.json"
+    meta = json.loads(Path(s := stage(setup).dialogues[0]).with_suffix(".json").read_text())
+    del meta["phonemes"]
+    old.write_text(json.dumps(meta))
+    shutil.copy(Path(s).with_suffix(".wav"), old.with_suffix(".wav"))
+    with pytest.raises(DataError, match="duplex data generate"):
+        _dialogue(str(old))
 
 
 def test_late_hearing_delays_the_heard_channel(setup):

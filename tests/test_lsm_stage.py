@@ -298,10 +298,11 @@ def test_words_come_with_their_phonemes_beside_their_first_token(parts):
     # the second stream: that word is voiced from the next position (text_lead 2), until the next word's turn
     assert not b.phonemes[0, first, 6:].any()
     assert torch.equal(b.phonemes[0, first + 1, 6:], b.phonemes[0, first, :6])
-    # a stage where the model writes its own text gets none
+    # a stage where the model writes its own text gets no announced words, only the word being voiced
     m = s.batches
-    own_text = BatchMaker(m.codec, m.listen, m.tokenizer, m.lm_config, m.ticks, m.text_lead, give_phonemes=False)
-    assert own_text.encode([s.example(0)]).phonemes is None
+    own_text = BatchMaker(m.codec, m.listen, m.tokenizer, m.lm_config, m.ticks, m.text_lead, announce=False)
+    own = own_text.encode([s.example(0)]).phonemes
+    assert not own[..., :6].any() and torch.equal(own[..., 6:], b.phonemes[:1, :, 6:])
 
 
 def test_the_third_stream_gives_each_position_the_phonemes_of_its_target_frame(parts):

@@ -28,7 +28,8 @@ from training.render import RenderedDialogue
 from training.timeline import Event
 
 MANIFEST = "manifest.jsonl"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: `phonemes` beside `alignments` (session 13)."""
 
 
 class DataError(Exception):
@@ -75,7 +76,8 @@ def event_from_json(data: dict) -> Event:
 def annotations(dialogue: RenderedDialogue) -> dict:
     """The JSON beside the WAV: moshi-finetune's alignments, then our events and provenance."""
     return {
-        "alignments": [[w, [_seconds(s), _seconds(e)], who] for w, (s, e), who in dialogue.timeline.alignments()],
+        "alignments": _in_seconds(dialogue.timeline.alignments()),
+        "phonemes": _in_seconds(dialogue.timeline.phoneme_timings()),
         "events": [event_to_json(e) for e in dialogue.timeline.events],
         "duration": _seconds(len(dialogue.audio) / SAMPLE_RATE),
         "sample_rate": SAMPLE_RATE,
@@ -84,6 +86,10 @@ def annotations(dialogue: RenderedDialogue) -> dict:
         "format_version": FORMAT_VERSION,
         **dialogue.info,
     }
+
+
+def _in_seconds(rows: list[list]) -> list[list]:
+    return [[text, [_seconds(s), _seconds(e)], who] for text, (s, e), who in rows]
 
 
 def write_text_atomic(path: Path, text: str) -> None:

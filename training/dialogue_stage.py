@@ -18,6 +18,13 @@ augmentations serve the runtime's other uses:
   so the model keeps its timing when the partner's audio arrives late over a
   network (SyncLLM trains the same way for its latency tolerance).
 
+The spoken side's phonemes come from the dataset (its `phonemes`, format 2),
+in the second and third phoneme streams as the listen-while-speaking stages
+give them (models/phonemes.py), so the model says words by their sounds as
+it learned to there; the first stream (phonemes beside a word's first text
+token) stays empty, since the agent knows a word it writes itself only once
+its last token is out.
+
 The model's partner heads learn to predict the heard stream's next slice
 (its codec frame one tick ahead), the prediction that stands in for a late
 slice at run time (docs/speech_lm.md).
@@ -34,6 +41,8 @@ import numpy as np
 import torch
 
 from audio.frames import TICK_SAMPLES
+from audio.tts import TimedPhoneme
+from models.phonemes import tick_phonemes
 from training import token_cache
 from training.dataset import DataError, read_dialogue, read_manifest
 from training.speech_lm_stage import (
@@ -78,7 +87,7 @@ class DialogueStage(SpeechLMStage):
         c = self.config
         rng = np.random.default_rng([c.seed, index, 11])
         path = self.dialogues[int(rng.integers(len(self.dialogues)))]
-        audio, alignments = _dialogue(str(path))
+        audio, alignments, sounds = _dialogue(str(path))
         n = self.batches.samples
         start_tick = int(rng.integers(0, max(1, len(audio) // TICK_SAMPLES - c.ticks)))
         window = np.zeros((n, 2), np.float32)
@@ -98,8 +107,11 @@ class DialogueStage(SpeechLMStage):
         if codes.shape[1] < n // TICK_SAMPLES:  # the window runs past the dialogue's end: the codec's silence
             silence = self.batches.silence_frame[:, None].repeat(1, n // TICK_SAMPLES - codes.shape[1])
             codes = torch.cat([codes, silence.to(codes.dtype)], dim=1)
+        # the schedule of the whole dialogue, read from the window's start (speech_lm_stage `phoneme_input`)
+        voicing = (-start_tick, sounds[speaker]) if self.lm_config.phoneme_streams > 2 else None
         return Example(window[:, speaker].copy(), listen, words, role=role, kind=f"role{role}-delay{delay}",
-                       agent_codes=codes, partner_target=self._partner_target(path, audio, heard, start_tick, delay))
+                       agent_codes=codes, partner_target=self._partner_target(path, audio, heard, start_tick, delay),
+                       voicing=voicing)
 
     def prepare(self, workers: int, progress: bool = True, device: torch.device | None = None) -> None:
         """Read every train dialogue's channel tokens from their file if an earlier run kept it; else, when
@@ -168,10 +180,17 @@ def _channels(audio: np.ndarray) -> list[np.ndarray]:
 
 
 @lru_cache(maxsize=64)
-def _dialogue(json_path: str) -> tuple[np.ndarray, tuple]:
-    """A dialogue's stereo audio and its alignments, cached: windows are cut from the same files often."""
+def _dialogue(json_path: str) -> tuple[np.ndarray, tuple, dict[int, list[str]]]:
+    """A dialogue's stereo audio, its alignments, and each channel's phonemes sounding in each tick from the
+    dialogue's start (models/phonemes.py `tick_phonemes`); cached: windows are cut from the same files often."""
     audio, meta = read_dialogue(Path(json_path).with_suffix(".json"))
-    return audio, tuple((w, tuple(span), who) for w, span, who in meta["alignments"])
+    if "phonemes" not in meta:
+        raise DataError(f"{json_path}: a dataset without phoneme timings (format 1); make it anew with "
+                        "`duplex data generate` into an empty folder")
+    sounds = {channel: tick_phonemes([TimedPhoneme(name, start, end) for name, (start, end), who in meta["phonemes"]
+                                      if who == SPEAKERS[channel]])
+              for channel in SPEAKERS}
+    return audio, tuple((w, tuple(span), who) for w, span, who in meta["alignments"]), sounds
 
 
 PRESETS: dict[str, tuple[DialogueStageConfig, TrainConfig]] = {

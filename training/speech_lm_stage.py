@@ -134,12 +134,14 @@ def fitted_lm_config(base: SyncLMConfig, codec: Codec, listen: ListenEncoder, to
 
 class BatchMaker:
     def __init__(self, codec: Codec, listen: ListenEncoder, tokenizer: TextTokenizer, lm_config: SyncLMConfig,
-                 ticks: int, text_lead: int, give_phonemes: bool = True):
-        """`give_phonemes`: whether the words' phonemes are input (for a model with phoneme slots): yes
-        where the words are given to say, no where the model writes its own text."""
+                 ticks: int, text_lead: int, announce: bool = True):
+        """`announce`: whether a word's phonemes are read beside its first text token (the first phoneme
+        stream): yes where the words are given to say; no where the model writes its own text, since the
+        agent knows such a word only once its last token is out. The other streams come either way."""
         self.codec, self.listen, self.tokenizer = codec, listen, tokenizer
         self.lm_config, self.ticks, self.text_lead = lm_config, ticks, text_lead
-        self.give_phonemes = give_phonemes and lm_config.phoneme_slots > 0
+        self.give_phonemes = lm_config.phoneme_slots > 0
+        self.announce = announce
         self.listen_later = False
         """Whether the batches carry the user's audio for the loss to encode (`SpeechLMStage.prepare`)."""
 
@@ -179,7 +181,7 @@ class BatchMaker:
         ids = [phoneme_ids(word, slots) for _, word in starts]
         announced = [position + 1 for position, _ in starts]
         for position, word_ids in zip(announced, ids):
-            if position < self.ticks:
+            if position < self.ticks and self.announce:
                 out[position, :slots] = word_ids
         if c.phoneme_streams > 1:
             for position in range(self.ticks):
@@ -388,8 +390,8 @@ class SpeechLMStage:
     speaks_reading = False
     """Whether the stage's agent reads dictionary sentences (its tokenizer then learns merges from them too)."""
     gives_words = True
-    """Whether the words to say are given (their phonemes then come with them), as in `agent.say`, or the
-    model writes its own text."""
+    """Whether the words to say are given, as in `agent.say` (their phonemes are then announced with their
+    first token), or the model writes its own text (BatchMaker `announce`)."""
 
     def example(self, index: int) -> Example:
         """The index-th training example: a pure function of (seed, index)."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from audio.tts import Speech, TimedWord
+from audio.tts import Speech, TimedPhoneme, TimedWord
 from duplex.domains import BACKCHANNELS, DOMAINS, Exchange, Expected, sample_exchange
 
 AGENT, USER = "agent", "user"
@@ -111,6 +111,14 @@ class Placement:
             if w.start < limit
         ]
 
+    def phonemes(self) -> list[TimedPhoneme]:
+        """The phonemes of the words heard, in dialogue time; a cut word keeps all its sounds, as the speaker
+        meant it (the speech LM's frame schedule likewise runs on until it sees the model stop)."""
+        heard = len(self.words())
+        unheard = self.speech.words[heard].start if heard < len(self.speech.words) else math.inf
+        return [TimedPhoneme(p.name, self.start + p.start, self.start + p.end)
+                for p in self.speech.phonemes if p.start < unheard]
+
     @property
     def end(self) -> float:
         """When the last heard sound ends (a cut landing in a pause between words ends at the last word)."""
@@ -126,12 +134,18 @@ class Timeline:
 
     def alignments(self) -> list[list]:
         """moshi-finetune word alignments: [[word, [start, end], SPEAKER_MAIN (agent) | SPEAKER_OTHER], ...] by start."""
-        rows = [
-            (w.start, w.end, w.text, "SPEAKER_MAIN" if p.speaker == AGENT else "SPEAKER_OTHER")
-            for p in self.placements
-            for w in p.words()
-        ]
-        return [[text, [start, end], who] for start, end, text, who in sorted(rows)]
+        return _timed_rows((w.start, w.end, w.text, p.speaker) for p in self.placements for w in p.words())
+
+    def phoneme_timings(self) -> list[list]:
+        """The heard words' phonemes (espeak-ng mnemonics), [[name, [start, end], SPEAKER_...], ...] by start:
+        what the speech LM's third phoneme stream plays for the side it says (training/dialogue_stage.py)."""
+        return _timed_rows((q.start, q.end, q.name, p.speaker) for p in self.placements for q in p.phonemes())
+
+
+def _timed_rows(rows) -> list[list]:
+    """(start, end, text, speaker) rows as [[text, [start, end], SPEAKER_MAIN (agent) | SPEAKER_OTHER], ...] by start."""
+    return [[text, [start, end], "SPEAKER_MAIN" if speaker == AGENT else "SPEAKER_OTHER"]
+            for start, end, text, speaker in sorted(rows)]
 
 
 def transition_offset(rng: np.random.Generator, params: TimelineParams) -> float:
