@@ -9,7 +9,7 @@ import torch
 from audio.frames import TICK_SAMPLES
 from tests.conftest import TINY_LM
 from training.dataset import DataError
-from training.dialogue_stage import DialogueStage, DialogueStageConfig
+from training.dialogue_stage import SETTLE_TICKS, DialogueStage, DialogueStageConfig, settled_silence
 from training.generate import generate
 from training.render import RenderConfig
 from training.trainer import TrainConfig, Trainer
@@ -152,15 +152,27 @@ def test_window_tokens_are_the_dialogues_tokens_in_context(setup):
             layer.embed.copy_(residual[torch.randperm(len(residual))[: layer.embed.shape[0]]])
             residual = residual - layer.embed[((residual[:, None] - layer.embed[None]) ** 2).sum(-1).argmin(1)]
     s._codes.clear()  # the dialogues were encoded with the old codebooks
+    s.batches.__dict__.pop("silence_frame", None)  # and so was the silence frame
     e = s.example(index)
     direct = s.batches.codec.encode(torch.from_numpy(e.agent[None]))[0]
-    # a window encoded on its own starts from a cold codec; after its first second it agrees with
-    # the tokens cut from the whole dialogue's encoding on most frames
+    # where the channel has long been silent the tokens are the codec's silence frame
+    quiet = torch.from_numpy(settled_silence(e.agent)[: e.agent_codes.shape[1]])
+    assert quiet.any() and (e.agent_codes[:, quiet] == s.batches.silence_frame[:, None]).all()
+    # elsewhere a window encoded on its own starts from a cold codec; after its first second it agrees
+    # with the tokens cut from the whole dialogue's encoding on most frames
     def agree(shift):
-        return (direct[:, 15:-5] == e.agent_codes[:, 15 + shift : direct.shape[1] - 5 + shift]).float().mean()
+        n = direct.shape[1] - 5
+        sounding = ~quiet[15 + shift : n + shift]
+        return (direct[:, 15:n] == e.agent_codes[:, 15 + shift : n + shift])[:, sounding].float().mean()
 
     assert e.agent_codes.shape[1] == s.batches.samples // 1280
     assert agree(0) > 0.5 and agree(0) > agree(3) + 0.1  # aligned, not one tick off
+
+
+def test_settled_silence_waits_a_few_ticks_after_sound():
+    channel = np.zeros(12 * TICK_SAMPLES, np.float32)
+    channel[3 * TICK_SAMPLES + 5] = 0.5  # a click in tick 3
+    assert settled_silence(channel).tolist() == [True] * 3 + [False] * (1 + SETTLE_TICKS) + [True] * 5
 
 
 def test_the_partner_target_is_the_heard_stream_one_tick_ahead(setup, monkeypatch):

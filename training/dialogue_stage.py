@@ -151,12 +151,40 @@ class DialogueStage(SpeechLMStage):
 
     def _channel_codes(self, path: Path, audio: np.ndarray, channel: int) -> torch.Tensor:
         """Codec tokens of a whole dialogue channel, encoded once per run (the codec is causal, so a
-        window's tokens cut from them are the tokens in context; 16-bit, ~15 kB a minute)."""
+        window's tokens cut from them are the tokens in context; 16-bit, ~15 kB a minute), with the
+        codec's silence frame wherever the channel has been silent for a while (`settled_silence`)."""
         key = (path, channel)
         if key not in self._codes:
             wav = torch.from_numpy(np.ascontiguousarray(audio[:, channel]))[None]
             self._codes[key] = self.batches.codec.encode_ticks(wav)[0].to(torch.int16)
-        return self._codes[key].long()
+        codes = self._codes[key].long()
+        quiet = torch.from_numpy(settled_silence(audio[:, channel])[: codes.shape[1]])
+        codes[:, torch.nn.functional.pad(quiet, (0, codes.shape[1] - len(quiet)))] = self.batches.silence_frame[:, None]
+        return codes
+
+
+SETTLE_TICKS = 3
+"""Ticks of silence after which the channel's tokens are the codec's silence frame."""
+
+
+def settled_silence(channel: np.ndarray) -> np.ndarray:
+    """(ticks,) bool: the ticks that, with the SETTLE_TICKS before them, are digital silence.
+
+    Why: the codec's encoder carries state, and after speech it does not come back to the tokens of
+    silence from a cold start for many seconds (measured on the default dataset: none of the agent
+    channel's silent ticks had them), while the speech LM learned silence as that frame (the lsm stages
+    place their utterances on it, SETTLE_TICKS encoded ticks after each) and the agent says it so."""
+    ticks = len(channel) // TICK_SAMPLES
+    silent = np.abs(channel[: ticks * TICK_SAMPLES]).reshape(ticks, TICK_SAMPLES).max(1) < SILENT_LEVEL
+    settled = silent.copy()
+    for k in range(1, SETTLE_TICKS + 1):
+        settled[k:] &= silent[:-k]
+    settled[:SETTLE_TICKS] &= silent[:SETTLE_TICKS].all()
+    return settled
+
+
+SILENT_LEVEL = 1e-4
+"""A tick whose samples all stay below this is digital silence (the agent's channel between its turns)."""
 
 
 def write_channels(path: Path, codes: dict[tuple[Path, int], torch.Tensor]) -> None:
