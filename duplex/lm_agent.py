@@ -90,6 +90,13 @@ class LMState(AgentState):
     """Phonemes of the word whose first token is prev_text (models with phoneme input; None otherwise)."""
     announced: deque = field(default_factory=lambda: deque(maxlen=4))
     """(position, phonemes) of the last words announced: which one is being voiced (models/phonemes.py)."""
+    own_word: list[int] = field(default_factory=list)
+    """Tokens of the word the model is writing itself (text not given by `say`)..."""
+    own_word_tick: int = 0
+    """... and the tick of its first token."""
+    own_voicings: deque = field(default_factory=lambda: deque(maxlen=4))
+    """(position, Future[Voicing]) of the last words the model wrote itself: each one's phonemes as
+    training's voice says it, played from `position` (the third phoneme stream)."""
     generator: torch.Generator | None = None
     utterance: Utterance | None = None
     say_queue: deque = field(default_factory=deque)
@@ -287,7 +294,8 @@ class SpeechLMAgent(Agent):
         token, (second stream) those of the word it is voicing and (third) those of the frame it says now;
         empty slots where none."""
         c = self.m.lm.config
-        if not c.phoneme_slots or all(s.prev_phonemes is None and not s.announced for s in states):
+        if not c.phoneme_slots or all(s.prev_phonemes is None and not s.announced and not s.own_voicings
+                                      for s in states):
             return None
         rows = torch.zeros(len(states), c.phoneme_width, dtype=torch.long)
         for b, s in enumerate(states):
@@ -302,6 +310,11 @@ class SpeechLMAgent(Agent):
                 j, frames = s.tick - u.voice_from, u.voicing.result().frames
                 if 0 <= j < len(frames):
                     rows[b, 2 * c.phoneme_slots :] = frames[j]
+            for position, voicing in s.own_voicings:
+                # rendered since the word was complete, a tick or more ago; waited for if not, so that a
+                # seeded session says the same however fast the machine
+                if (j := s.tick - position) >= 0 and j < len(frames := voicing.result().frames):
+                    rows[b, 2 * c.phoneme_slots :] = frames[j]
         return rows
 
     def _text_token(self, s: LMState, logits: torch.Tensor) -> int:
@@ -310,8 +323,10 @@ class SpeechLMAgent(Agent):
             u = s.utterance = s.say_queue.popleft()
         s.prev_phonemes = None
         if u is None:
-            return int(torch.multinomial(torch.softmax(logits / max(self.temperature, 1e-5), -1), 1,
-                                         generator=s.generator))
+            token = int(torch.multinomial(torch.softmax(logits / max(self.temperature, 1e-5), -1), 1,
+                                          generator=s.generator))
+            self._follow_own_text(s, token)
+            return token
         if not u.pending:
             return PAD
         comes = self._scheduled(s, u)
@@ -330,6 +345,30 @@ class SpeechLMAgent(Agent):
             s.announced.append((s.tick + 1, s.prev_phonemes))  # read at the next position
         u.said.append((s.tick, forced))
         return forced
+
+    def _follow_own_text(self, s: LMState, token: int) -> None:
+        """Give the words the model writes itself their phonemes, as the dialogue stage gives those of the
+        side the model says: once a word is complete (the next token starts another word, or is <pad>), the
+        second stream voices it from `text_lead` positions after its first token, and the third plays its
+        phonemes as training's voice says the word alone, from that position on. Only then is the word
+        known, so such words get no first stream (phonemes beside the first token), in training either;
+        a word of more than one token is voiced as soon as it is complete, a tick or more late."""
+        c = self.m.lm.config
+        if not c.phoneme_slots:
+            return
+        begins_word = token == PAD or self.m.tokenizer.token_bytes(token).startswith(b" ")
+        if s.own_word and begins_word:
+            word = self.m.tokenizer.decode(s.own_word).strip()
+            if word:
+                s.announced.append((s.own_word_tick + 1, torch.from_numpy(phoneme_ids(word, c.phoneme_slots))))
+                if c.phoneme_streams > 2:
+                    voicing = self._renderer.submit(_voicing, word, c.phoneme_slots)
+                    s.own_voicings.append((s.own_word_tick + self.text_lead, voicing))
+            s.own_word = []
+        if token != PAD:
+            if not s.own_word:
+                s.own_word_tick = s.tick
+            s.own_word.append(token)
 
     def _scheduled(self, s: LMState, u: Utterance) -> bool | None:
         """Whether the next token of the utterance is due by the frame schedule (third phoneme stream),

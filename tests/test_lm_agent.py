@@ -277,6 +277,34 @@ def test_words_to_say_are_voiced_on_the_schedule_of_their_phonemes(tiny_folder):
     assert events[0] == events[1]
 
 
+def test_words_the_model_writes_itself_are_voiced_by_their_phonemes_once_complete(tiny_folder):
+    """Text the model writes (no `say`) gets what the dialogue stage gave the side it says: no phonemes
+    beside a word's first token; the word voiced in the second stream, and its frame schedule played in
+    the third, from text_lead positions after its first token, once the word is complete."""
+    import torch
+
+    from duplex.lm_agent import SpeechLMAgent, _voicing
+    from models.phonemes import phoneme_ids
+    from models.text_tokenizer import PAD
+
+    agent = SpeechLMAgent(with_phonemes(tiny_folder, streams=3), onnx=False)
+    state = agent.new_state()
+    tokens = agent.m.tokenizer.encode("hello there, francesca")  # " hello", " there", ",", " franc", ...
+    for token in [PAD, *tokens, PAD]:
+        agent._follow_own_text(state, token)
+        assert not state.prev_phonemes  # never beside a first token
+        state.tick += 1
+    words = ["hello", "there,", "francesca"]
+    firsts = [1 + sum(len(agent.m.tokenizer.encode(w)) for w in words[:k]) for k in range(3)]
+    assert [(p, ids.tolist()) for p, ids in state.announced] == [(f + 1, phoneme_ids(w, 8).tolist())
+                                                                  for f, w in zip(firsts, words)]
+    assert [p for p, _ in state.own_voicings] == [f + agent.text_lead for f in firsts]
+    state.tick = firsts[0] + agent.text_lead + 1  # one position into "hello"'s voicing
+    read = agent._phonemes([state])[0]
+    assert not read[:8].any() and torch.equal(read[8:16], torch.from_numpy(phoneme_ids("hello", 8)))
+    assert torch.equal(read[16:], _voicing("hello", 8).frames[1])
+
+
 def test_a_new_session_steps_without_error_before_its_first_frame_is_complete(tiny_folder):
     # the first `acoustic_delay` ticks have no complete codec frame: silence, not an out-of-range code
     from duplex.lm_agent import SpeechLMAgent
