@@ -48,9 +48,6 @@ from audio.frames import SAMPLE_RATE, TICK_SAMPLES
 from audio.speech_cache import cached_speak_words
 from audio.tts import Speech, TimedPhoneme, Voice, speak_words, synthesize
 from duplex.domains import AGENT_VOICES, BACKCHANNELS, DOMAINS, SPLITS, sample_exchange
-from models.agent_checkpoint import FROZEN_PARTS, part_folder
-from models.checkpoint import config_from_dict, read_pretrained
-from models.lm import MODEL_TYPE, SyncLMConfig
 from models.phonemes import tick_phonemes
 from training import token_cache
 from training.speech_lm_stage import (
@@ -58,6 +55,7 @@ from training.speech_lm_stage import (
     Example,
     SpeechLMStage,
     SpeechLMStageConfig,
+    checkpoint_settings,
 )
 from training.speech_source import coloured_noise, random_voice
 from training.speech_text import reading_sentence, training_sentence
@@ -395,7 +393,5 @@ def stage_for_checkpoint(folder: str, preset: str = "default", **changes) -> LSM
     listen encoder), with `changes` to the stage config: for benches that feed a trained model batches.
     Its batches are what the model reads at run time: without the training's hidden words and replaced
     frames, unless `changes` asks for them."""
-    lm_config = config_from_dict(SyncLMConfig, read_pretrained(folder)[0], MODEL_TYPE, folder)
     as_run = {"hide_spelling": 0.0, "hide_announced": 0.0, "corrupt_audio": 0.0}
-    parts = {part: str(part_folder(Path(folder), part)) for part in FROZEN_PARTS}  # its own, or named in parts.json
-    return LSMStage(replace(PRESETS[preset][0], lm=lm_config, init=folder, **parts, **{**as_run, **changes}))
+    return LSMStage(replace(PRESETS[preset][0], **checkpoint_settings(folder), **{**as_run, **changes}))

@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from audio.frames import TICK_SAMPLES
-from models.checkpoint import config_to_dict, load_weights, read_pretrained
+from models.agent_checkpoint import FROZEN_PARTS, part_folder
+from models.checkpoint import config_from_dict, config_to_dict, load_weights, read_pretrained
 from models.codec import Codec, load_codec
 from models.listen_encoder import ListenEncoder, load_listen_encoder
 from models.lm import MODEL_TYPE, SyncLM, SyncLMConfig
@@ -334,6 +335,14 @@ def lm_loss(model: nn.Module, batch: LMBatch, first_codebook_weight: float = 1.0
         # DistributedDataParallel requires of every parameter
         loss = loss + sum(0.0 * p.sum() for name, p in model.named_parameters() if "partner_heads" in name)
     return loss, metrics
+
+
+def checkpoint_settings(folder: str) -> dict[str, Any]:
+    """The stage config fields that read an agent checkpoint folder as it is, for benches that feed a trained
+    model batches: its LM config, its weights as the start (`init`, which brings its tokenizer), and its
+    codec and listen encoder (its own, or those named in parts.json)."""
+    lm_config = config_from_dict(SyncLMConfig, read_pretrained(folder)[0], MODEL_TYPE, folder)
+    return {"lm": lm_config, "init": folder, **{part: str(part_folder(Path(folder), part)) for part in FROZEN_PARTS}}
 
 
 def complete_agent_folder(folder: Path, tokenizer: TextTokenizer, codec_path: str, listen_path: str) -> None:

@@ -1,0 +1,90 @@
+"""Teacher-forced losses of a speech LM on the dialogue stage's windows: where a dialogue run stands.
+
+    python bench/bench_dialogue_loss.py --model CHECKPOINT [--model ...] --data DATA [--batches 2]
+
+Windows of the dataset's train split as the dialogue stage cuts them, on the
+agent's side (no role swap, no late hearing): the cross-entropy of the text
+stream, and of codebook 0 on frames where the agent sounds and on its
+silence frame, once listening to the user as trained and once deaf (the
+listen encoder's features of silence in place of the user's). A model of
+the lsm stages learned to fall silent when the user speaks, which a
+dialogue keeps doing; the deaf column shows how far the user's voice alone
+puts it off. Also printed: how many of the agent channel's silent ticks the
+codec's encoding in context gives the silence frame, before and after the
+stage's `settled_silence` (training/dialogue_stage.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from audio.frames import TICK_SAMPLES
+from training.dialogue_stage import AGENT, SILENT_LEVEL, DialogueStage, DialogueStageConfig, _dialogue
+from training.speech_lm_stage import checkpoint_settings, listen_features, stream_losses
+
+BATCH = 8
+
+
+def window_losses(stage: DialogueStage, model: torch.nn.Module, step: int, deaf: bool) -> dict[str, float]:
+    batch = stage.batch(1000 + step, BATCH, 0, 1)
+    features = listen_features(batch, None)
+    if deaf:
+        features = stage.batches._silence_features.expand(len(features), -1, -1)
+    text_logits, audio_logits, _ = model(batch.audio_in, batch.text_in, features, batch.role, batch.phonemes,
+                                           partner=False)
+    text, _ = stream_losses(text_logits, audio_logits, batch)
+    cb0 = F.cross_entropy(audio_logits[:, 0].flatten(0, 1), batch.audio_target[:, 0].flatten(), reduction="none")
+    silent = (batch.audio_target[:, 0] == stage.batches.silence_frame[0]).flatten()
+    return {"text": text.item(), "sounding": cb0[~silent].mean().item(), "silent": cb0[silent].mean().item()}
+
+
+def silence_frames(stage: DialogueStage, dialogues: int) -> tuple[float, float]:
+    """Share of the agent channel's digitally silent ticks whose frame is the codec's silence frame, as
+    encoded in context and as the stage gives it."""
+    raw, settled = [], []
+    frame = stage.batches.silence_frame
+    for path in stage.dialogues[:dialogues]:
+        audio = _dialogue(str(path))[0]
+        codes = stage._channel_codes(path, audio, AGENT)
+        encoded = stage._codes[(path, AGENT)].long()
+        ticks = min(codes.shape[1], len(audio) // TICK_SAMPLES)
+        quiet = np.abs(audio[: ticks * TICK_SAMPLES, AGENT]).reshape(ticks, TICK_SAMPLES).max(1) < SILENT_LEVEL
+        raw.append((encoded[:, :ticks][:, quiet] == frame[:, None]).all(0).float().mean().item())
+        settled.append((codes[:, :ticks][:, quiet] == frame[:, None]).all(0).float().mean().item())
+    return float(np.mean(raw)), float(np.mean(settled))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, action="append", help="a learned agent's checkpoint folder")
+    parser.add_argument("--data", required=True, help="a dataset folder made by `duplex data generate`")
+    parser.add_argument("--batches", type=int, default=2, help=f"batches of {BATCH} windows")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    print(f"teacher-forced cross-entropy on {args.batches} batches of {BATCH} dialogue windows (agent side)")
+    print("| model | hearing | text | codebook 0, sounding frames | codebook 0, silence frame |")
+    print("|---|---|---:|---:|---:|")
+    for folder in args.model:
+        stage = DialogueStage(DialogueStageConfig(**checkpoint_settings(folder), data=args.data,
+                                                  user_role_prob=0.0, max_listen_delay=0, corrupt_audio=0.0))
+        model = stage.build_model().eval()
+        for deaf in (False, True):
+            with torch.no_grad():
+                rows = [window_losses(stage, model, step, deaf) for step in range(args.batches)]
+            mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+            print(f"| {folder} | {'deaf' if deaf else 'listening'} | {mean['text']:.3f} | {mean['sounding']:.3f} "
+                  f"| {mean['silent']:.3f} |", flush=True)
+    raw, settled = silence_frames(stage, dialogues=8)
+    print(f"silent agent ticks with the codec's silence frame: {raw:.1%} as encoded in context, "
+          f"{settled:.1%} as the stage gives them")
+
+
+if __name__ == "__main__":
+    main()
