@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from audio.frames import TICK_SAMPLES
-from training.dialogue_stage import AGENT, SILENT_LEVEL, DialogueStage, DialogueStageConfig, _dialogue
+from training.dialogue_stage import AGENT, DialogueStage, DialogueStageConfig, _dialogue, silent_ticks
 from training.speech_lm_stage import checkpoint_settings, listen_features, stream_losses
 
 BATCH = 8
@@ -55,7 +55,7 @@ def silence_frames(stage: DialogueStage, dialogues: int) -> tuple[float, float]:
         codes = stage._channel_codes(path, audio, AGENT)
         encoded = stage._codes[(path, AGENT)].long()
         ticks = min(codes.shape[1], len(audio) // TICK_SAMPLES)
-        quiet = np.abs(audio[: ticks * TICK_SAMPLES, AGENT]).reshape(ticks, TICK_SAMPLES).max(1) < SILENT_LEVEL
+        quiet = silent_ticks(audio[:, AGENT])[:ticks]
         raw.append((encoded[:, :ticks][:, quiet] == frame[:, None]).all(0).float().mean().item())
         settled.append((codes[:, :ticks][:, quiet] == frame[:, None]).all(0).float().mean().item())
     return float(np.mean(raw)), float(np.mean(settled))

@@ -81,6 +81,8 @@ class DialogueStage(SpeechLMStage):
             raise DataError(f"{manifest}: lists no dialogues")
         super().__init__(config)
         self._codes: dict[tuple[Path, int], torch.Tensor] = {}
+        self._settled: dict[tuple[Path, int], torch.Tensor] = {}
+        """Each channel's `settled_silence`, computed once."""
 
     def example(self, index: int) -> Example:
         """The index-th example: a window of a dialogue, possibly role-swapped and with late hearing."""
@@ -157,9 +159,11 @@ class DialogueStage(SpeechLMStage):
         if key not in self._codes:
             wav = torch.from_numpy(np.ascontiguousarray(audio[:, channel]))[None]
             self._codes[key] = self.batches.codec.encode_ticks(wav)[0].to(torch.int16)
-        codes = self._codes[key].long()
-        quiet = torch.from_numpy(settled_silence(audio[:, channel])[: codes.shape[1]])
-        codes[:, torch.nn.functional.pad(quiet, (0, codes.shape[1] - len(quiet)))] = self.batches.silence_frame[:, None]
+        if key not in self._settled:
+            self._settled[key] = torch.from_numpy(settled_silence(audio[:, channel]))
+        codes, quiet = self._codes[key].long(), self._settled[key]
+        n = min(codes.shape[1], len(quiet))
+        codes[:, :n] = torch.where(quiet[:n], self.batches.silence_frame[:, None], codes[:, :n])
         return codes
 
 
@@ -174,13 +178,18 @@ def settled_silence(channel: np.ndarray) -> np.ndarray:
     silence from a cold start for many seconds (0.5% of the default dataset's silent agent ticks had
     them: bench/bench_dialogue_loss.py), while the speech LM learned silence as that frame (the lsm stages
     place their utterances on it, SETTLE_TICKS encoded ticks after each) and the agent says it so."""
-    ticks = len(channel) // TICK_SAMPLES
-    silent = np.abs(channel[: ticks * TICK_SAMPLES]).reshape(ticks, TICK_SAMPLES).max(1) < SILENT_LEVEL
+    silent = silent_ticks(channel)
     settled = silent.copy()
     for k in range(1, SETTLE_TICKS + 1):
         settled[k:] &= silent[:-k]
     settled[:SETTLE_TICKS] &= silent[:SETTLE_TICKS].all()
     return settled
+
+
+def silent_ticks(channel: np.ndarray) -> np.ndarray:
+    """(ticks,) bool: the ticks whose samples all stay below SILENT_LEVEL."""
+    ticks = len(channel) // TICK_SAMPLES
+    return np.abs(channel[: ticks * TICK_SAMPLES]).reshape(ticks, TICK_SAMPLES).max(1) < SILENT_LEVEL
 
 
 SILENT_LEVEL = 1e-4

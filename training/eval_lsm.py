@@ -130,11 +130,11 @@ def evaluate_agent(agent: Agent, sentences: int, seed: int = 0, judge: str = "ba
             user = _user_event(kind, rng, length, onset, level)
             r = respond_audio(agent, user, seed=seed + i, say=text)
             trial = _trial(kind, r.agent_audio, onset)
-            end = onset + (trial.stop_s or 0.0)
             done = [e for e in r.events if e["type"] == "agent.say.done"]
             if kind.startswith("interruption") and done and done[0]["interrupted"]:
                 trial.spoken_report = done[0]["spoken_text"]
                 # what was said before the stop (the agent may speak again afterwards)
+                end = _speech_end(r.agent_audio, onset)
                 trial.spoken_heard = transcribe(r.agent_audio[: int((end + 0.1) * SAMPLE_RATE)], model=judge)[0]
             trials.append(trial)
     return summarise(wers, floors, trials)
@@ -144,10 +144,15 @@ def _trial(kind: str, agent_audio: np.ndarray, onset: float) -> Trial:
     """LSLM's rule: the agent stopped when its speech that began before onset + STOP_WINDOW_S has ended by
     then. Applied to the agent's audio with a silent user (kind "silence"), it counts the agent's own
     early ends and long pauses, which read as stops in the other trials too: the control for them."""
-    after = [iv for iv in channel_ipus(agent_audio, AGENT) if iv.start < onset + STOP_WINDOW_S]
-    stop_s = max((iv.end for iv in after), default=onset) - onset
+    stop_s = _speech_end(agent_audio, onset) - onset
     stopped = stop_s <= STOP_WINDOW_S
     return Trial(kind, stopped, stop_s if stopped else None)
+
+
+def _speech_end(agent_audio: np.ndarray, onset: float) -> float:
+    """When the agent's speech that began before onset + STOP_WINDOW_S ends (the onset if there is none)."""
+    after = [iv for iv in channel_ipus(agent_audio, AGENT) if iv.start < onset + STOP_WINDOW_S]
+    return max((iv.end for iv in after), default=onset)
 
 
 def _f1(trials: list[Trial], positive: str) -> float | None:

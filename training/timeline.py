@@ -20,7 +20,7 @@ docs/data.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -142,7 +142,7 @@ class Timeline:
         return _timed_rows((q.start, q.end, q.name, p.speaker) for p in self.placements for q in p.phonemes())
 
 
-def _timed_rows(rows) -> list[list]:
+def _timed_rows(rows: Iterable[tuple[float, float, str, str]]) -> list[list]:
     """(start, end, text, speaker) rows as [[text, [start, end], SPEAKER_MAIN (agent) | SPEAKER_OTHER], ...] by start."""
     return [[text, [start, end], "SPEAKER_MAIN" if speaker == AGENT else "SPEAKER_OTHER"]
             for start, end, text, speaker in sorted(rows)]
