@@ -9,7 +9,9 @@ silence frame, once listening to the user as trained and once deaf (the
 listen encoder's features of silence in place of the user's). A model of
 the lsm stages learned to fall silent when the user speaks, which a
 dialogue keeps doing; the deaf column shows how far the user's voice alone
-puts it off. Also printed: how many of the agent channel's silent ticks the
+puts it off. For a model with the heard-text head (models/lm.py), the
+cross-entropy of the user's words as heard: how much of what is said the
+model takes in (deaf, it can only guess from its own side). Also printed: how many of the agent channel's silent ticks the
 codec's encoding in context gives the silence frame, before and after the
 stage's `settled_silence` (training/dialogue_stage.py).
 """
@@ -37,12 +39,15 @@ def window_losses(stage: DialogueStage, model: torch.nn.Module, step: int, deaf:
     features = listen_features(batch, None)
     if deaf:
         features = stage.batches._silence_features.expand(len(features), -1, -1)
-    text_logits, audio_logits, _ = model(batch.audio_in, batch.text_in, features, batch.role, batch.phonemes,
-                                           partner=False)
-    text, _ = stream_losses(text_logits, audio_logits, batch)
-    cb0 = F.cross_entropy(audio_logits[:, 0].flatten(0, 1), batch.audio_target[:, 0].flatten(), reduction="none")
+    logits = model(batch.audio_in, batch.text_in, features, batch.role, batch.phonemes, partner=False)
+    text, _ = stream_losses(logits.text, logits.audio, batch)
+    cb0 = F.cross_entropy(logits.audio[:, 0].flatten(0, 1), batch.audio_target[:, 0].flatten(), reduction="none")
     silent = (batch.audio_target[:, 0] == stage.batches.silence_frame[0]).flatten()
-    return {"text": text.item(), "sounding": cb0[~silent].mean().item(), "silent": cb0[silent].mean().item()}
+    heard = float("nan")
+    if logits.heard is not None:
+        heard = F.cross_entropy(logits.heard.flatten(0, 1), batch.heard_text_target.flatten()).item()
+    return {"text": text.item(), "sounding": cb0[~silent].mean().item(), "silent": cb0[silent].mean().item(),
+            "heard": heard}
 
 
 def silence_frames(stage: DialogueStage, dialogues: int) -> tuple[float, float]:
@@ -69,8 +74,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"teacher-forced cross-entropy on {args.batches} batches of {BATCH} dialogue windows (agent side)")
-    print("| model | hearing | text | codebook 0, sounding frames | codebook 0, silence frame |")
-    print("|---|---|---:|---:|---:|")
+    print("| model | hearing | text | codebook 0, sounding frames | codebook 0, silence frame | heard words |")
+    print("|---|---|---:|---:|---:|---:|")
     for folder in args.model:
         stage = DialogueStage(DialogueStageConfig(**checkpoint_settings(folder), data=args.data,
                                                   user_role_prob=0.0, max_listen_delay=0, corrupt_audio=0.0))
@@ -80,7 +85,7 @@ def main() -> None:
                 rows = [window_losses(stage, model, step, deaf) for step in range(args.batches)]
             mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
             print(f"| {folder} | {'deaf' if deaf else 'listening'} | {mean['text']:.3f} | {mean['sounding']:.3f} "
-                  f"| {mean['silent']:.3f} |", flush=True)
+                  f"| {mean['silent']:.3f} | {mean['heard']:.3f} |", flush=True)
     raw, settled = silence_frames(stage, dialogues=8)
     print(f"silent agent ticks with the codec's silence frame: {raw:.1%} as encoded in context, "
           f"{settled:.1%} as the stage gives them")

@@ -30,6 +30,7 @@ beyond the window.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +64,10 @@ class SyncLMConfig:
     partner_heads: bool = True
     """Also predict the codec frame the partner will say next tick (SyncLLM's latency compensation: when
     the partner's slice arrives late over a network, the prediction stands in for it)."""
+    heard_text_head: bool = False
+    """Also predict the partner's words as text, each word's tokens from the tick after it has been heard:
+    an auxiliary target of the dialogue stage that teaches the model to listen to what is said (its
+    answers depend on it), not only to when; not computed at run time."""
     tick_ms: int = 80
     phoneme_slots: int = 0
     """Phoneme characters read beside a word's first text token (models/phonemes.py); 0: no phoneme input."""
@@ -87,6 +92,15 @@ class SyncLMConfig:
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads or self.num_attention_heads % self.num_key_value_heads:
             raise ValueError("hidden_size must divide into heads, and heads into key/value heads")
+
+
+class LMLogits(NamedTuple):
+    """What a teacher-forced forward pass predicts at every position."""
+
+    text: torch.Tensor  # (B, T, V) the model's own next text token
+    audio: torch.Tensor  # (B, Q, T, codebook_size) its own next codec tokens
+    partner: torch.Tensor | None  # (B, Q, T, codebook_size) the partner's next frame (partner heads)
+    heard: torch.Tensor | None  # (B, T, V) the partner's words as heard (heard_text_head)
 
 
 class RMSNorm(nn.Module):
@@ -239,6 +253,7 @@ class SyncLM(nn.Module):
         self.partner_heads = nn.ModuleList(
             nn.Linear(c.hidden_size, c.codebook_size, bias=False) for _ in range(c.n_codebooks if c.partner_heads else 0)
         )
+        self.heard_text_head = nn.Linear(c.hidden_size, c.text_vocab_size, bias=False) if c.heard_text_head else None
         self.phoneme_embed = nn.Embedding(c.phoneme_width * ALPHABET_SIZE, c.hidden_size) if c.phoneme_slots else None
         self.apply(self._init)
         if self.phoneme_embed is not None:
@@ -263,22 +278,23 @@ class SyncLM(nn.Module):
             x = x + (self.phoneme_embed(phonemes + slot) * (phonemes > 0)[..., None]).sum(-2)
         return x
 
-    def _heads(self, h: torch.Tensor, partner: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _heads(self, h: torch.Tensor, partner: bool = True, heard: bool = False) -> LMLogits:
         h = self.model.norm(h)
         partner_logits = None
         if partner and self.partner_heads:
             partner_logits = torch.stack([head(h) for head in self.partner_heads], dim=1)
-        return self.text_head(h), torch.stack([head(h) for head in self.audio_heads], dim=1), partner_logits
+        heard_logits = self.heard_text_head(h) if heard and self.heard_text_head is not None else None
+        return LMLogits(self.text_head(h), torch.stack([head(h) for head in self.audio_heads], dim=1), partner_logits,
+                        heard_logits)
 
     def forward(self, audio_in: torch.Tensor, text_in: torch.Tensor, listen: torch.Tensor, role: torch.Tensor,
-                phonemes: torch.Tensor | None = None, partner: bool = True):
+                phonemes: torch.Tensor | None = None, partner: bool = True, heard: bool = True) -> LMLogits:
         """Teacher-forced whole sequences.
 
         audio_in (B, Q, T) long, text_in (B, T) long, listen (B, T, listen_dim), role (B,) long,
         phonemes (B, T, phoneme_width) long or None (none given).
-        Returns text logits (B, T, V), audio logits (B, Q, T, codebook_size) and the partner's next-frame
-        logits (B, Q, T, codebook_size), None without partner heads or with `partner` False (a stage with
-        nothing to teach them: they are a sixth of a training step's arithmetic).
+        The partner's and the heard-text logits are None without their heads or with `partner` / `heard`
+        False (a stage with nothing to teach them: the partner heads are a sixth of a step's arithmetic).
         """
         c = self.config
         T = text_in.shape[1]
@@ -290,7 +306,7 @@ class SyncLM(nn.Module):
         x = self._embed(audio_in, text_in, role, phonemes)
         for fuse, block in zip(self.listen_fusion, self.model.layers):
             x = block(x + fuse(listen), cos, sin, mask)
-        return self._heads(x, partner)
+        return self._heads(x, partner, heard)
 
     def new_cache(self, batch: int) -> list[KVCache]:
         c = self.config
@@ -310,7 +326,7 @@ class SyncLM(nn.Module):
         x = self._embed(audio_in[:, :, None], text_in[:, None], role, None if phonemes is None else phonemes[:, None])
         for fuse, block, layer_cache in zip(self.listen_fusion, self.model.layers, cache):
             x = block(x + fuse(listen)[:, None, :], cos, sin, valid, layer_cache, positions)
-        text_logits, audio_logits, partner_logits = self._heads(x)
+        text_logits, audio_logits, partner_logits, _ = self._heads(x)
         return text_logits[:, 0], audio_logits[:, :, 0], None if partner_logits is None else partner_logits[:, :, 0]
 
 

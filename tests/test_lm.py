@@ -35,7 +35,7 @@ def test_streaming_equals_teacher_forced(T):
     model = SyncLM(TINY).eval()
     audio, text, listen, role = inputs(2, T)
     with torch.no_grad():
-        full_text, full_audio, full_partner = model(audio, text, listen, role)
+        full_text, full_audio, full_partner, _ = model(audio, text, listen, role)
         cache = model.new_cache(2)
         for t in range(T):
             st, sa, sp = model.step(audio[:, :, t], text[:, t], listen[:, t], role, cache, torch.full((2,), t))
@@ -49,7 +49,7 @@ def test_sessions_at_different_positions_share_one_batch():
     model = SyncLM(TINY).eval()
     audio, text, listen, role = inputs(2, 9)
     with torch.no_grad():
-        full_text, _, _ = model(audio, text, listen, role)
+        full_text = model(audio, text, listen, role).text
         # session 1 joins 4 ticks late: run it alone first, then both in one batch
         cache = model.new_cache(2)
         for t in range(9):
@@ -69,7 +69,7 @@ def test_sessions_at_different_positions_share_one_batch():
             for layer, s in zip(cache, sub):
                 layer.k[rows], layer.v[rows] = s.k, s.v
             torch.testing.assert_close(st[0], full_text[0, t], atol=1e-5, rtol=1e-4)
-        ref, _, _ = model(audio[1:, :, :5], text[1:, :5], listen[1:, :5], role[1:])
+        ref = model(audio[1:, :, :5], text[1:, :5], listen[1:, :5], role[1:]).text
         torch.testing.assert_close(st[1], ref[0, 4], atol=1e-5, rtol=1e-4)
 
 
@@ -93,8 +93,8 @@ def test_phonemes_change_the_logits_and_stream_as_the_whole_sequence():
     audio, text, listen, role = inputs(2, 9)
     phonemes = phonemes_at_some_positions(2, 9, 4)
     with torch.no_grad():
-        full_text, full_audio, _ = model(audio, text, listen, role, phonemes)
-        plain_text, _, _ = model(audio, text, listen, role)
+        full_text, full_audio, _, _ = model(audio, text, listen, role, phonemes)
+        plain_text = model(audio, text, listen, role).text
         assert not torch.allclose(full_text, plain_text)
         cache = model.new_cache(2)
         for t in range(9):
@@ -214,3 +214,16 @@ def test_a_mismatched_llama_checkpoint_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 64, "num_hidden_layers": 2}))
     with pytest.raises(CheckpointError, match="hidden_size"):
         init_backbone_from_llama(SyncLM(TINY), str(tmp_path))
+
+
+def test_the_heard_text_head_answers_when_asked():
+    """Forward passes give the heard-text logits (the dialogue stage's auxiliary target) on request."""
+    torch.manual_seed(0)
+    config = replace(TINY, heard_text_head=True)
+    model = SyncLM(config).eval()
+    audio, text, listen, role = inputs(2, 5, config)
+    with torch.no_grad():
+        logits = model(audio, text, listen, role)
+        assert logits.heard.shape == logits.text.shape
+        assert model(audio, text, listen, role, heard=False).heard is None
+        assert SyncLM(TINY)(audio, text, listen, role).heard is None

@@ -27,12 +27,16 @@ its last token is out.
 
 The model's partner heads learn to predict the heard stream's next slice
 (its codec frame one tick ahead), the prediction that stands in for a late
-slice at run time (docs/speech_lm.md).
+slice at run time (docs/speech_lm.md); its heard-text head learns to write
+the heard side's words once they have been heard (models/lm.py
+`heard_text_head`), an auxiliary target that teaches it what is said, which
+its answers depend on, where its own text only teaches that something is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -100,10 +104,17 @@ class DialogueStage(SpeechLMStage):
         delay = int(rng.integers(0, c.max_listen_delay + 1))
         listen = np.zeros(n, np.float32)
         listen[delay * TICK_SAMPLES :] = window[: n - delay * TICK_SAMPLES, heard]
+        tick_s = TICK_SAMPLES / 16000
         words = [
-            (word, t0 / (TICK_SAMPLES / 16000) - start_tick)
+            (word, t0 / tick_s - start_tick)
             for word, (t0, _), who in alignments
-            if who == SPEAKERS[speaker] and t0 / (TICK_SAMPLES / 16000) >= start_tick - 1
+            if who == SPEAKERS[speaker] and t0 / tick_s >= start_tick - 1
+        ]
+        # the heard words, each from the position after its last tick reached the model (`delay` ticks late)
+        heard_words = [
+            (word, int(t1 / tick_s - start_tick + delay) + 1)
+            for word, (t0, t1), who in alignments
+            if who == SPEAKERS[heard] and t0 / tick_s - start_tick + delay >= -1
         ]
         codes = self._channel_codes(path, audio, speaker)[:, start_tick : start_tick + n // TICK_SAMPLES]
         if codes.shape[1] < n // TICK_SAMPLES:  # the window runs past the dialogue's end: the codec's silence
@@ -113,7 +124,7 @@ class DialogueStage(SpeechLMStage):
         voicing = (-start_tick, sounds[speaker]) if self.lm_config.phoneme_streams > 2 else None
         return Example(window[:, speaker].copy(), listen, words, role=role, kind=f"role{role}-delay{delay}",
                        agent_codes=codes, partner_target=self._partner_target(path, audio, heard, start_tick, delay),
-                       voicing=voicing)
+                       voicing=voicing, heard_words=heard_words)
 
     def prepare(self, workers: int, progress: bool = True, device: torch.device | None = None) -> None:
         """Read every train dialogue's channel tokens from their file if an earlier run kept it; else, when
@@ -230,13 +241,16 @@ def _dialogue(json_path: str) -> tuple[np.ndarray, tuple, dict[int, list[str]]]:
     return audio, tuple((w, tuple(span), who) for w, span, who in meta["alignments"]), sounds
 
 
+WITH_HEARD_TEXT = dataclasses.replace(WITH_PHONEMES, heard_text_head=True)
+"""The recipe's LM with the heard-text head, which the dialogue stage adds (models/lm.py)."""
+
 PRESETS: dict[str, tuple[DialogueStageConfig, TrainConfig]] = {
     "default": (
-        DialogueStageConfig(lm=WITH_PHONEMES, corrupt_audio=0.25),
+        DialogueStageConfig(lm=WITH_HEARD_TEXT, corrupt_audio=0.25),
         TrainConfig(steps=8000, batch_size=8, lr=3e-4, lr_warmup_steps=200, checkpoint_minutes=5),
     ),
     "gpu": (
-        DialogueStageConfig(lm=WITH_PHONEMES, corrupt_audio=0.25),
+        DialogueStageConfig(lm=WITH_HEARD_TEXT, corrupt_audio=0.25),
         TrainConfig(steps=5000, batch_size=64, lr=5e-4, lr_warmup_steps=200, checkpoint_minutes=3, data_workers=14),
     ),
 }

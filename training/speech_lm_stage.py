@@ -74,6 +74,9 @@ class Example:
     voicing: tuple[int, list[str]] | None = None
     """The tick of the agent's channel where its speech starts, and the phonemes sounding in each tick from
     there (models/phonemes.py `tick_phonemes`): the third phoneme stream, for stages whose speech has them."""
+    heard_words: list[tuple[str, int]] | None = None
+    """The partner's words in the heard channel and the position from which each has been heard (its last
+    tick + 1): the heard-text target, for stages whose heard channel has words (models/lm.py `heard_text_head`)."""
 
 
 @dataclass
@@ -87,6 +90,7 @@ class LMBatch:
     partner_target: torch.Tensor | None = None  # (B, Q, T), IGNORE where unknown
     phonemes: torch.Tensor | None = None  # (B, T, phoneme_width) as read with text_in; None when none are given
     heard: torch.Tensor | None = None  # (B, T * TICK_SAMPLES) the user's audio, whose features the loss computes
+    heard_text_target: torch.Tensor | None = None  # (B, T) the partner's words as heard; None when not taught
 
     def to(self, device: torch.device) -> LMBatch:
         """The batch on `device` (where the model is)."""
@@ -103,6 +107,8 @@ IGNORE = -100
 """Target id that the cross-entropy skips."""
 PARTNER_WEIGHT = 0.5
 """Weight of the partner-prediction loss: an auxiliary target, below the model's own speech."""
+HEARD_TEXT_WEIGHT = 0.5
+"""Weight of the heard-text loss (the partner's words), likewise auxiliary."""
 
 
 def tokenizer_corpus(seed: int, reading: bool = False) -> list[str]:
@@ -155,13 +161,16 @@ class BatchMaker:
         """Target text token per position: each word's tokens from `text_lead` ticks before its audio;
         and each word in the window with the position of its first token."""
         d = self.lm_config.acoustic_delay
+        return self.place_words([(word, int(tick) - self.text_lead - 1 - d) for word, tick in words])
+
+    def place_words(self, words: list[tuple[str, int]]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        """A text stream of `words` given with the position of their first token: one token per position,
+        from there or as soon as the word before is out (from 0 for a word under way at the window's
+        start), <pad> elsewhere; and each word in the window with the position of its first token."""
         stream = np.full(self.ticks, PAD, dtype=np.int64)
         starts = []
         position = 0
-        for (word, tick), tokens in zip(words, self.tokenizer.encode_words([w for w, _ in words])):
-            first = int(tick) - self.text_lead - 1 - d
-            if first < 0 and position == 0 and tick < self.text_lead + 1 + d:
-                first = 0  # a word already under way at the window's start still shows
+        for (word, first), tokens in zip(words, self.tokenizer.encode_words([w for w, _ in words])):
             position = max(position, first)
             if position < self.ticks:
                 starts.append((position, word))
@@ -239,7 +248,10 @@ class BatchMaker:
         partner = None
         if self.lm_config.partner_heads and all(e.partner_target is not None for e in examples):
             partner = torch.stack([e.partner_target for e in examples])
-        return LMBatch(audio_in, target, text_in, text_target, listen, role, partner, phonemes, heard)
+        heard_text = None
+        if self.lm_config.heard_text_head and all(e.heard_words is not None for e in examples):
+            heard_text = torch.from_numpy(np.stack([self.place_words(e.heard_words)[0] for e in examples]))
+        return LMBatch(audio_in, target, text_in, text_target, listen, role, partner, phonemes, heard, heard_text)
 
 
 def hide_spelling(batch: LMBatch, share: float, rng: np.random.Generator, slots: int,
@@ -313,13 +325,15 @@ def lm_loss(model: nn.Module, batch: LMBatch, first_codebook_weight: float = 1.0
             listen: ListenEncoder | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy of the text stream plus the audio tokens' averaged over codebooks, codebook 0
     weighted `first_codebook_weight` to the others' 1, plus (when the batch has the heard channel's
-    tokens) PARTNER_WEIGHT x that of the partner's next frame. Logged: "audio" is the plain mean over
+    tokens) PARTNER_WEIGHT x that of the partner's next frame and (when it has the heard words)
+    HEARD_TEXT_WEIGHT x that of the heard text. Logged: "audio" is the plain mean over
     codebooks whatever the weight (comparable across runs), "cb0" codebook 0's. `listen`: the frozen
     encoder, for a batch that carries the user's audio (`heard`) rather than its features."""
     batch = batch.to(next(model.parameters()).device)
     features = listen_features(batch, listen)
-    text_logits, audio_logits, partner_logits = model(batch.audio_in, batch.text_in, features, batch.role,
-                                                      batch.phonemes, partner=batch.partner_target is not None)
+    text_logits, audio_logits, partner_logits, heard_logits = model(
+        batch.audio_in, batch.text_in, features, batch.role, batch.phonemes,
+        partner=batch.partner_target is not None, heard=batch.heard_text_target is not None)
     text_loss, per_codebook = stream_losses(text_logits, audio_logits, batch)
     weights = torch.ones_like(per_codebook)
     weights[0] = first_codebook_weight
@@ -330,10 +344,15 @@ def lm_loss(model: nn.Module, batch: LMBatch, first_codebook_weight: float = 1.0
         partner_loss = F.cross_entropy(partner_logits.flatten(0, 2), batch.partner_target.flatten(), ignore_index=IGNORE)
         loss = loss + PARTNER_WEIGHT * partner_loss
         metrics["partner"] = partner_loss.item()
-    else:
-        # no target in this batch: the partner heads are not run, but join the graph with zero gradient, as
-        # DistributedDataParallel requires of every parameter
-        loss = loss + sum(0.0 * p.sum() for name, p in model.named_parameters() if "partner_heads" in name)
+    if heard_logits is not None:
+        heard_loss = F.cross_entropy(heard_logits.flatten(0, 1), batch.heard_text_target.flatten())
+        loss = loss + HEARD_TEXT_WEIGHT * heard_loss
+        metrics["heard"] = heard_loss.item()
+    # heads with no target in this batch are not run, but join the graph with zero gradient, as
+    # DistributedDataParallel requires of every parameter
+    idle = [head for head, logits in (("partner_heads", partner_logits), ("heard_text_head", heard_logits))
+            if logits is None]
+    loss = loss + sum(0.0 * p.sum() for name, p in model.named_parameters() if any(head in name for head in idle))
     return loss, metrics
 
 
@@ -416,6 +435,9 @@ class SpeechLMStage:
                 new = model.phoneme_embed.weight.detach().clone()
                 old = weights.get("phoneme_embed.weight", new[:0])
                 weights["phoneme_embed.weight"] = torch.cat([old, new[len(old) :]])
+            if model.heard_text_head is not None and "heard_text_head.weight" not in weights:
+                # the heard-text head added to a model trained without it starts as initialised
+                weights["heard_text_head.weight"] = model.heard_text_head.weight.detach().clone()
             load_weights(model, weights, self.config.init)
         return model
 
