@@ -6,9 +6,14 @@
 `duplex eval` (the dialogue suite):
 For each agent, runs every case through `duplex respond` (virtual clock, the
 latency a live user would meet) and measures pause handling, smooth
-turn-taking, backchannels, interruptions and answer accuracy (Whisper +
-the domain checker). Writes one table (markdown and JSON) and plots to the
-output folder (default docs/eval).
+turn-taking, backchannels, interruptions, answer accuracy (Whisper + the
+domain checker) and intelligibility (Whisper's WER on what the agent meant
+to say, beside the same judge's WER on those words rendered by espeak-ng in
+the agent's voice); then replays `--dialogues` dialogues of the dataset's
+split with the agent in the agent's place and correlates their IPU, pause
+and gap durations with the recorded ones (SyncLLM's realism,
+training/eval_realism.py). Writes one table (markdown and JSON) and plots
+to the output folder (default docs/eval).
 
 `duplex eval lsm` (the listen-while-speaking suite, training/eval_lsm.py):
 intelligibility against the espeak-ng floor, interruption F1 clean and with
@@ -28,6 +33,7 @@ from tqdm import tqdm
 from duplex.agents import load_agent
 from models.checkpoint import write_json
 from training.eval_cases import make_cases
+from training.eval_realism import dialogue_paths, realism
 from training.evaluate import run_cases, summarise
 
 COLUMNS = [
@@ -39,6 +45,11 @@ COLUMNS = [
     ("stop_latency_median_s", "stop latency (s) ↓"),
     ("interruption_responded_rate", "answers the interruption ↑"),
     ("answer_accuracy", "answers correct ↑"),
+    ("wer", "WER ↓"),
+    ("wer_floor_espeak", "WER of espeak-ng itself (floor)"),
+    ("realism_ipu_r", "IPU r ↑"),
+    ("realism_pause_r", "pause r ↑"),
+    ("realism_gap_r", "gap r ↑"),
 ]
 
 
@@ -101,7 +112,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--models", default="baseline,baseline-smart-turn",
                    help="comma-separated agents: baseline, baseline-smart-turn, or checkpoint folders")
     p.add_argument("--cases", type=int, default=10, help="cases per category (default 10)")
-    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"],
+                   help="the phrasings and voices of the cases, and the dataset split replayed (default test)")
+    p.add_argument("--data", type=Path, default=Path("~/.cache/duplex/data/default"),
+                   help="the dataset whose dialogues are replayed for realism (default ~/.cache/duplex/data/default)")
+    p.add_argument("--dialogues", type=int, default=10,
+                   help="dialogues replayed for realism (default 10; 0 skips the measure)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--judge", default="base", choices=["small", "base"],
                    help="the Whisper model that hears the agents (default base, the more accurate)")
@@ -110,27 +126,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.cases < 1:
-        raise EvalError("--cases must be at least 1")
+    if args.cases < 1 or args.dialogues < 0:
+        raise EvalError("--cases must be at least 1 and --dialogues at least 0")
     models = [m for m in args.models.split(",") if m]
     agents = {m: load_agent(m, virtual_clock=True) for m in models}  # fail early on a bad --models
     args.out.mkdir(parents=True, exist_ok=True)
     if args.suite == "lsm":
         return _run_lsm(args, agents)
+    dialogues = dialogue_paths(args.data, args.split, args.dialogues) if args.dialogues else []  # fail early too
     cases = make_cases(args.cases, args.seed, args.split)
     rows, latencies, details = {}, {}, {}
     for model, agent in agents.items():
         results = []
         for case in tqdm(cases, desc=model, unit="case"):
             results += run_cases(agent, [case], args.seed, args.judge)
+        replayed = realism(agent, tqdm(dialogues, desc=f"{model} realism", unit="dialogue"), args.seed)
         agent.close()
-        rows[model] = summarise(results)
+        rows[model] = {**summarise(results), **{k: v for k, v in replayed.items() if k != "realism_details"}}
         latencies[model] = [r.measures["latency_s"] for r in results
                             if r.category == "turn" and r.measures.get("latency_s") is not None]
-        details[model] = [asdict(r) for r in results]
+        details[model] = {"cases": [asdict(r) for r in results], "realism": replayed["realism_details"]}
     write_json(args.out / "eval.json", {"cases_per_category": args.cases, "split": args.split, "seed": args.seed,
-                                        "judge": args.judge,
-                                        "summary": rows, "cases": details})
+                                        "judge": args.judge, "data": str(args.data), "dialogues": len(dialogues),
+                                        "summary": rows, "details": details})
     (args.out / "eval.md").write_text(table(rows))
     plot(rows, latencies, args.out / "eval.png")
     print(table(rows))

@@ -21,6 +21,7 @@ from duplex.domains import check_answer, normalize
 from duplex.metrics import AGENT, Interval, channel_ipus
 from duplex.respond import respond_audio
 from training.eval_cases import Case
+from training.eval_lsm import floor_wer, wer
 
 BACKCHANNEL_MAX_S = 1.0
 BACKCHANNEL_MAX_WORDS = 3
@@ -59,6 +60,10 @@ class CaseResult:
     """What the agent meant to say (its transcript events), for intelligibility."""
     heard: str = ""
     """What Whisper heard the agent say over the whole case."""
+    wer: float | None = None
+    """Whisper's word error rate on the agent's speech against what it meant to say (cases it was not cut in)."""
+    wer_floor: float | None = None
+    """The same judge's WER on the same words rendered directly by espeak-ng in the agent's voice."""
 
 
 def _speech(agent_audio: np.ndarray, ipus: list[Interval], judge: str) -> list[Speech]:
@@ -105,8 +110,12 @@ def run_cases(agent: Agent, cases: list[Case], seed: int = 0, judge: str = "base
     for case in cases:
         response = respond_audio(agent, case.user, seed=seed)
         said = [e["text"] for e in response.events if e["type"] == "agent.transcript.delta"]
-        results.append(CaseResult(case.name, case.category, measure(case, response.agent_audio, judge), said,
-                                  transcribe(response.agent_audio, model=judge)[0] if said else ""))
+        result = CaseResult(case.name, case.category, measure(case, response.agent_audio, judge), said,
+                            transcribe(response.agent_audio, model=judge)[0] if said else "")
+        if said and case.category != "interruption":  # an interrupted agent did not say all it meant to
+            text = " ".join(said)
+            result.wer, result.wer_floor = round(wer(text, result.heard), 3), round(floor_wer(text, judge), 3)
+        results.append(result)
     return results
 
 
@@ -116,6 +125,11 @@ def _rate(values: list[bool]) -> float | None:
 
 def _median(values: list[float]) -> float | None:
     return round(float(np.median(values)), 3) if values else None
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(float(np.mean(known)), 3) if known else None
 
 
 def summarise(results: list[CaseResult]) -> dict[str, Any]:
@@ -134,4 +148,6 @@ def summarise(results: list[CaseResult]) -> dict[str, Any]:
         "stopped_rate": _rate([m["stop_s"] is not None for m in inter if m["speaking_at_onset"]]),
         "interruption_responded_rate": _rate([m["responded"] for m in inter]),
         "answer_accuracy": _rate(answered),
+        "wer": _mean([r.wer for r in results]),
+        "wer_floor_espeak": _mean([r.wer_floor for r in results]),
     }
