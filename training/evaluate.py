@@ -113,7 +113,7 @@ def run_cases(agent: Agent, cases: list[Case], seed: int = 0, judge: str = "base
         result = CaseResult(case.name, case.category, measure(case, response.agent_audio, judge), said,
                             transcribe(response.agent_audio, model=judge)[0] if said else "")
         if said and case.category != "interruption":  # an interrupted agent did not say all it meant to
-            text = " ".join(said)
+            text = "".join(said)  # deltas are pieces of one text (a learned agent's carry their spaces)
             result.wer, result.wer_floor = round(wer(text, result.heard), 3), round(floor_wer(text, judge), 3)
         results.append(result)
     return results
