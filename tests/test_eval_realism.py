@@ -71,11 +71,11 @@ def test_the_ideal_agent_correlates_fully_and_a_late_one_less(dataset):
     paths = dialogue_paths(dataset, "test", 10)
     assert len(paths) >= 4
     recordings = [read_dialogue(p.with_suffix(".json"))[0][:, 0] for p in paths]
-    ideal = realism(Replay(recordings), paths)
+    ideal, _ = realism(Replay(recordings), paths)
     assert ideal["realism_dialogues"] == len(paths)
     assert ideal["realism_ipu_r"] == pytest.approx(1.0, abs=0.01)
     assert ideal["realism_gap_r"] == pytest.approx(1.0, abs=0.01)
-    late = realism(Late(recordings), paths)
+    late, _ = realism(Late(recordings), paths)
     assert late["realism_gap_r"] is None or late["realism_gap_r"] < 0.95
 
 

@@ -140,12 +140,12 @@ def _run(args: argparse.Namespace) -> int:
         results = []
         for case in tqdm(cases, desc=model, unit="case"):
             results += run_cases(agent, [case], args.seed, args.judge)
-        replayed = realism(agent, tqdm(dialogues, desc=f"{model} realism", unit="dialogue"), args.seed)
+        replayed, replays = realism(agent, tqdm(dialogues, desc=f"{model} realism", unit="dialogue"), args.seed)
         agent.close()
-        rows[model] = {**summarise(results), **{k: v for k, v in replayed.items() if k != "realism_details"}}
+        rows[model] = {**summarise(results), **replayed}
         latencies[model] = [r.measures["latency_s"] for r in results
                             if r.category == "turn" and r.measures.get("latency_s") is not None]
-        details[model] = {"cases": [asdict(r) for r in results], "realism": replayed["realism_details"]}
+        details[model] = {"cases": [asdict(r) for r in results], "realism": replays}
     write_json(args.out / "eval.json", {"cases_per_category": args.cases, "split": args.split, "seed": args.seed,
                                         "judge": args.judge, "data": str(args.data), "dialogues": len(dialogues),
                                         "summary": rows, "details": details})

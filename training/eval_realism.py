@@ -18,6 +18,7 @@ user's next question where the recording has it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,7 @@ def dialogue_paths(data: Path, split: str, count: int) -> list[Path]:
     return paths
 
 
-def realism(agent: Agent, paths: list[Path], seed: int = 0) -> dict:
+def realism(agent: Agent, paths: Iterable[Path], seed: int = 0) -> tuple[dict, list[dict]]:
     """The table's realism columns for one agent, and each dialogue's durations."""
     rows = []
     for i, path in enumerate(paths):
@@ -69,4 +70,4 @@ def realism(agent: Agent, paths: list[Path], seed: int = 0) -> dict:
         rows.append({"dialogue": path.name, "truth": mean_durations(audio[:, AGENT], user),
                      "agent": mean_durations(said, user)})
     summary = {f"realism_{m}_r": pearson([(r["agent"][m], r["truth"][m]) for r in rows]) for m in MEASURES}
-    return {**summary, "realism_dialogues": len(rows), "realism_details": rows}
+    return {**summary, "realism_dialogues": len(rows)}, rows

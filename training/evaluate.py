@@ -119,17 +119,14 @@ def run_cases(agent: Agent, cases: list[Case], seed: int = 0, judge: str = "base
     return results
 
 
-def _rate(values: list[bool]) -> float | None:
-    return round(float(np.mean(values)), 3) if values else None
+def _mean(values: list[float | bool | None]) -> float | None:
+    """The mean of the values that exist (a rate, for booleans), rounded; None if there are none."""
+    known = [v for v in values if v is not None]
+    return round(float(np.mean(known)), 3) if known else None
 
 
 def _median(values: list[float]) -> float | None:
     return round(float(np.median(values)), 3) if values else None
-
-
-def _mean(values: list[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return round(float(np.mean(known)), 3) if known else None
 
 
 def summarise(results: list[CaseResult]) -> dict[str, Any]:
@@ -139,15 +136,15 @@ def summarise(results: list[CaseResult]) -> dict[str, Any]:
     answered = [m["correct"] for m in turn + pause] + [m["responded"] for m in inter]
     minutes = sum(m["user_turn_s"] for m in bc) / 60
     return {
-        "pause_takeover_rate": _rate([m["pause_takeover"] for m in pause]),
-        "turn_takeover_rate": _rate([m["took_turn"] for m in turn]),
+        "pause_takeover_rate": _mean([m["pause_takeover"] for m in pause]),
+        "turn_takeover_rate": _mean([m["took_turn"] for m in turn]),
         "turn_latency_median_s": _median([m["latency_s"] for m in turn if m["latency_s"] is not None]),
         "backchannels_per_min": round(sum(m["backchannels"] for m in bc) / minutes, 2) if minutes else None,
-        "backchannel_takeover_rate": _rate([m["takeover"] for m in bc]),
+        "backchannel_takeover_rate": _mean([m["takeover"] for m in bc]),
         "stop_latency_median_s": _median([m["stop_s"] for m in inter if m["stop_s"] is not None]),
-        "stopped_rate": _rate([m["stop_s"] is not None for m in inter if m["speaking_at_onset"]]),
-        "interruption_responded_rate": _rate([m["responded"] for m in inter]),
-        "answer_accuracy": _rate(answered),
+        "stopped_rate": _mean([m["stop_s"] is not None for m in inter if m["speaking_at_onset"]]),
+        "interruption_responded_rate": _mean([m["responded"] for m in inter]),
+        "answer_accuracy": _mean(answered),
         "wer": _mean([r.wer for r in results]),
         "wer_floor_espeak": _mean([r.wer_floor for r in results]),
     }
