@@ -137,6 +137,7 @@ class BaselineState(AgentState):
     say_queue: list[tuple[str, str]] = field(default_factory=list)
     overlap_windows: int = 0
     turn_checked: bool = False
+    has_spoken: bool = False  # later transcript deltas start with a space, so that joined deltas read as text
     """Smart Turn has judged the user's current silence (it runs once per pause)."""
 
 
@@ -220,7 +221,8 @@ class CascadedBaseline(PerSessionAgent):
             if len(audio):
                 s.utterance = Utterance(text, audio, say_id=s.pending_say[1] if s.pending_say else None)
                 s.pending_say = None
-                s.events.append({"type": "agent.transcript.delta", "text": text})
+                s.events.append({"type": "agent.transcript.delta", "text": " " * s.has_spoken + text})
+                s.has_spoken = True
                 s.mode = Mode.SPEAKING
                 return self._play(s)
             self._finish_say_without_audio(s)

@@ -46,6 +46,8 @@ def test_baseline_stops_when_the_user_barges_in(agent, speech):
     assert stops and stops[0]["interrupted"] is True
     m = dialogue_metrics(np.stack([r.agent_audio, user], axis=1))
     assert m["barge_in"]["count"] >= 1 and m["barge_in"]["stop_time"]["median_s"] <= 0.4
+    said = [e["text"] for e in r.events if e["type"] == "agent.transcript.delta"]
+    assert len(said) == 2 and said[1].startswith(" ") and not said[0].startswith(" ")  # joined, they read as text
 
 
 def test_say_speaks_given_text_and_reports_it_done(agent):
