@@ -137,8 +137,9 @@ class BaselineState(AgentState):
     say_queue: list[tuple[str, str]] = field(default_factory=list)
     overlap_windows: int = 0
     turn_checked: bool = False
-    has_spoken: bool = False  # later transcript deltas start with a space, so that joined deltas read as text
     """Smart Turn has judged the user's current silence (it runs once per pause)."""
+    has_spoken: bool = False
+    """The session's later transcript deltas start with a space, so that joined deltas read as text."""
 
 
 class CascadedBaseline(PerSessionAgent):
