@@ -222,7 +222,7 @@ class CascadedBaseline(PerSessionAgent):
             if len(audio):
                 s.utterance = Utterance(text, audio, say_id=s.pending_say[1] if s.pending_say else None)
                 s.pending_say = None
-                s.events.append({"type": "agent.transcript.delta", "text": " " * s.has_spoken + text})
+                s.events.append({"type": "agent.transcript.delta", "text": (" " if s.has_spoken else "") + text})
                 s.has_spoken = True
                 s.mode = Mode.SPEAKING
                 return self._play(s)
