@@ -125,7 +125,8 @@ class SpeechLMAgent(Agent):
         `int8`: the speech LM's matrix weights in 8 bits (onnxruntime), on by default: its step about twice
         as fast at batch 1 (bench/bench_lm_step.py --int8), and on trained weights its teacher-forced losses
         equal fp32's to three decimals and Whisper hears its speech as well (bench/bench_int8.py,
-        bench/bench_lsm_sampling.py --fp32; docs/benchmarks.md). `int8=False` gives torch's exact logits."""
+        bench/bench_lsm_sampling.py --fp32; docs/benchmarks.md). Its activations are quantised per batch, so a
+        session's logits move by about 1e-3 with the sessions beside it. `int8=False` gives torch's exact logits."""
         self.m = models
         self.can_predict_partner = models.lm.config.partner_heads
         threads = torch.get_num_threads()
@@ -323,19 +324,14 @@ class SpeechLMAgent(Agent):
             u = s.utterance = s.say_queue.popleft()
         s.prev_phonemes = None
         if u is None:
-            token = int(torch.multinomial(torch.softmax(logits / max(self.temperature, 1e-5), -1), 1,
-                                          generator=s.generator))
+            token = self._free_text_token(s, logits)
             self._follow_own_text(s, token)
             return token
         if not u.pending:
             return PAD
         comes = self._scheduled(s, u)
         if comes is None:
-            # The model decides whether the next token comes now, with its own probability that some token
-            # does. Sampling a token at the temperature would favour <pad>: before a word the model cannot
-            # know which token comes, so its mass is spread over many and sharpening takes it away (a
-            # model of session 9 never started to speak that way).
-            comes = float(torch.rand(1, generator=s.generator)) < 1.0 - float(torch.softmax(logits, -1)[PAD])
+            comes = self._token_comes(s, logits)
         if not comes:
             return PAD
         forced, s.prev_phonemes, _ = u.pending.popleft()
@@ -345,6 +341,25 @@ class SpeechLMAgent(Agent):
             s.announced.append((s.tick + 1, s.prev_phonemes))  # read at the next position
         u.said.append((s.tick, forced))
         return forced
+
+    @staticmethod
+    def _token_comes(s: LMState, logits: torch.Tensor) -> bool:
+        """Whether some text token (not <pad>) comes this tick, drawn with the model's own probability.
+        Sampling the token at the temperature would favour <pad>: before a word the model cannot know which
+        token comes, so its mass is spread over many and sharpening takes it away (a model of session 9
+        never started to speak that way; the dialogue model of session 15 rarely took a turn)."""
+        return float(torch.rand(1, generator=s.generator)) < 1.0 - float(torch.softmax(logits, -1)[PAD])
+
+    def _free_text_token(self, s: LMState, logits: torch.Tensor) -> int:
+        """The model's own next text token: whether one comes at its own probability (`_token_comes`),
+        which one at the temperature, so that when it speaks is the model's timing and what it says is
+        sharpened."""
+        if not self._token_comes(s, logits):
+            return PAD
+        words = logits.clone()
+        words[PAD] = float("-inf")
+        return int(torch.multinomial(torch.softmax(words / max(self.temperature, 1e-5), -1), 1,
+                                     generator=s.generator))
 
     def _follow_own_text(self, s: LMState, token: int) -> None:
         """Give the words the model writes itself their phonemes, as the dialogue stage gives those of the
