@@ -137,6 +137,13 @@ def test_missing_data_is_a_clear_error(setup, tmp_path):
                                           data=str(tmp_path / "nothing")))
 
 
+def test_a_split_without_dialogues_is_a_clear_error(setup):
+    """The benches cut windows of the held-out splits; this dataset's are empty."""
+    assert stage(setup).dialogues  # train, the default
+    with pytest.raises(DataError, match="valid.jsonl"):
+        stage(setup, split="valid")
+
+
 def test_window_tokens_are_the_dialogues_tokens_in_context(setup):
     s = stage(setup, user_role_prob=0.0)
     codec = s.batches.codec

@@ -66,7 +66,9 @@ SPEAKERS = {AGENT: "SPEAKER_MAIN", USER: "SPEAKER_OTHER"}
 class DialogueStageConfig(SpeechLMStageConfig):
     ticks: int = 150
     data: str = "~/.cache/duplex/data/default"
-    """A dataset folder made by `duplex data generate` (its train split is used)."""
+    """A dataset folder made by `duplex data generate`."""
+    split: str = "train"
+    """Its split whose dialogues are cut into windows: train to learn, test to measure (bench/)."""
     user_role_prob: float = 0.25
     max_listen_delay: int = 3
 
@@ -77,9 +79,9 @@ class DialogueStage(SpeechLMStage):
 
     def __init__(self, config: DialogueStageConfig):
         data = Path(config.data).expanduser()
-        manifest = data / "train.jsonl"
+        manifest = data / f"{config.split}.jsonl"
         if not manifest.is_file():
-            raise DataError(f"{data}: no train.jsonl; make the data first with `duplex data generate --out {data}`")
+            raise DataError(f"{data}: no {manifest.name}; make the data first with `duplex data generate --out {data}`")
         self.dialogues = [Path(entry["path"]) for entry in read_manifest(manifest)]
         if not self.dialogues:
             raise DataError(f"{manifest}: lists no dialogues")
@@ -146,9 +148,9 @@ class DialogueStage(SpeechLMStage):
                 yield (dialogue, channel), codes.to(torch.int16)
 
     def tokens_file(self) -> Path:
-        """Where the dialogues' tokens are kept: named by the codec's weights and the train manifest."""
+        """Where the dialogues' tokens are kept: named by the codec's weights and the split's manifest."""
         data = Path(self.config.data).expanduser().resolve()
-        manifest = (data / "train.jsonl").read_text()
+        manifest = (data / f"{self.config.split}.jsonl").read_text()
         return token_cache.cache_file("dialogue-channels", self.config.codec, str(data), manifest)
 
     def _partner_target(self, path: Path, audio: np.ndarray, heard: int, start_tick: int, delay: int) -> torch.Tensor:
