@@ -2,6 +2,7 @@
 
     duplex train codec  --run-dir ~/.cache/duplex/runs/codec
     duplex train listen --run-dir ~/.cache/duplex/runs/listen
+    duplex train listen-ctc --run-dir ~/.cache/duplex/runs/listen-ctc   (the listen encoder fine-tuned to hear words)
     duplex train lsm    --run-dir ~/.cache/duplex/runs/lsm-tts        (stage 1: speak given text)
     duplex train lsm    --preset listen --init RUN/checkpoints/latest --run-dir ~/.cache/duplex/runs/lsm-listen
     duplex train dialogue --init LSM_RUN/checkpoints/latest --data DATA_DIR --run-dir ~/.cache/duplex/runs/dialogue
@@ -23,13 +24,14 @@ from types import ModuleType
 from typing import Any
 
 from models.checkpoint import build_dataclass, read_json, write_json
-from training import codec_stage, dialogue_stage, listen_stage, lsm_stage
+from training import codec_stage, dialogue_stage, listen_ctc_stage, listen_stage, lsm_stage
 from training.malloc_tuning import keep_freed_memory
 from training.trainer import TrainConfig, Trainer
 
 STAGES: dict[str, ModuleType] = {
     "codec": codec_stage,
     "listen": listen_stage,
+    "listen-ctc": listen_ctc_stage,
     "lsm": lsm_stage,
     "dialogue": dialogue_stage,
 }
@@ -51,7 +53,7 @@ class TrainSettingsError(Exception):
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train a stage of the recipe: codec, listen, lsm (resumable)", description=__doc__,
+    p = subparsers.add_parser("train", help="train a stage of the recipe: codec, listen, listen-ctc, lsm, dialogue (resumable)", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stage", choices=sorted(STAGES))
     p.add_argument("--run-dir", type=Path, help="run folder (default ~/.cache/duplex/runs/STAGE)")
@@ -75,7 +77,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
     p.add_argument("--log-every", type=int, help="write the run log (log.jsonl, loss.png) every N steps")
     p.add_argument("--init", help="checkpoint folder whose weights start the run (codec presets vocos and "
-                                  "vocos-joint, lsm, dialogue)")
+                                  "vocos-joint, lsm, dialogue; listen-ctc: the listen encoder to fine-tune, "
+                                  "default checkpoints/listen)")
     p.add_argument("--data", help="dataset folder made by `duplex data generate` (dialogue)")
     p.add_argument("--codec", help="codec checkpoint folder the speech LM speaks through (lsm, dialogue; "
                                    "default checkpoints/codec)")
