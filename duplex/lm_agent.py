@@ -23,6 +23,15 @@ done when its tokens are used up and the agent has fallen silent; it is
 interrupted when the agent falls silent with tokens left while the user
 speaks. `spoken_text` is the text of the tokens emitted before the stop,
 less those of the last `text_lead` ticks, which had not been voiced yet.
+
+Late partner slices (latency compensation, SyncLLM): where the partner's
+slice of a tick has not arrived in time, the model hears its own prediction
+of it (`predict_partner`); when the real slice arrives, it replaces the
+prediction in the model's context (`revise_partner`): the session goes back
+to its state before that tick and computes that tick and the ones after it
+again from what was really said, keeping the tokens it emitted (they have
+been sent), before its next step. So the model is never more than the
+network's delay behind its partner, and only guesses the slices in flight.
 """
 
 from __future__ import annotations
@@ -52,6 +61,10 @@ SPEECH_RMS = 0.01
 """A decoded slice louder than this (RMS) counts as speech."""
 USER_RECENT_TICKS = 6
 """A stop within this many ticks (480 ms) of the user's speech counts as an interruption."""
+REPLAY_TICKS = 8
+"""How many ticks late (640 ms) a real partner slice may come and still replace the prediction that was
+heard in its place; a later one is dropped. Each such tick keeps a copy of the session's listen and LM
+state (about 1 MB at the default sizes)."""
 
 
 @dataclass
@@ -72,6 +85,21 @@ class Utterance:
 
 
 @dataclass
+class HeardTick:
+    """A tick of a session whose partner is predicted, kept while a real slice could still replace what it
+    heard then: its state before the tick and the step's inputs, so that the tick can be computed again."""
+
+    tick: int
+    listen: ListenState
+    cache: list[KVCache]
+    column: torch.Tensor
+    prev_text: int
+    phonemes: torch.Tensor | None
+    audio: np.ndarray
+    """The partner's slice the tick is computed from: the prediction heard then, or the real one since."""
+
+
+@dataclass
 class LMState(AgentState):
     uid: int = -1
     """Identifies the session to the agent's batch cache (ids of dropped objects can be reused; these cannot)."""
@@ -83,6 +111,10 @@ class LMState(AgentState):
     """(Q, K) the partner heads' last output: the partner's codec frame expected next tick."""
     partner_decode: CodecStreamState | None = None
     """Codec decoder state of the predicted partner stream (latency compensation)."""
+    heard_ticks: deque | None = None
+    """HeardTick of each of the last REPLAY_TICKS ticks, once the session's partner is predicted."""
+    revised_from: int | None = None
+    """The first tick whose slice a real one replaced since the last step: computed again before the next."""
     columns: deque = field(default_factory=deque)
     """The last d+1 token columns (acoustic delay d), to assemble the complete frame."""
     prev_text: int = PAD
@@ -186,6 +218,8 @@ class SpeechLMAgent(Agent):
 
     @torch.no_grad()
     def step(self, states: Sequence[AgentState], listen: np.ndarray) -> np.ndarray:
+        self._catch_up(states)
+        heard = [self._heard_tick(s, audio) if s.heard_ticks is not None else None for s, audio in zip(states, listen)]
         lanes = np.array_split(np.arange(len(states)), min(self.lanes, len(states)))
         groups = [[states[b] for b in lane] for lane in lanes]
         if self._pool is None or len(lanes) == 1:
@@ -197,7 +231,34 @@ class SpeechLMAgent(Agent):
         # identically).
         for i, (group, tick) in enumerate(zip(groups, ticks)):
             self._commit(i, group, tick)
+        for s, record in zip(states, heard):
+            if record is not None:
+                s.heard_ticks.append(record)
         return np.concatenate([tick.audio for tick in ticks])
+
+    def _heard_tick(self, s: LMState, audio: np.ndarray) -> HeardTick:
+        """The session's state before this tick and the tick's inputs, copied (torch steps write in place)."""
+        return HeardTick(s.tick, _clone_listen(s.listen), [_clone_cache(c) for c in s.cache], s.columns[-1],
+                         s.prev_text, self._phonemes([s]), np.array(audio, np.float32))
+
+    @torch.no_grad()
+    def _catch_up(self, states: Sequence[LMState]) -> None:
+        """For each session whose heard slices real ones replaced (`revise_partner`): back to its state
+        before the first such tick, then that tick and the ones after it computed again, one session at a
+        time, with the tokens it emitted then. Its partner prediction comes from the last of them."""
+        for s in states:
+            if s.revised_from is None:
+                continue
+            ticks = [r for r in s.heard_ticks if r.tick >= s.revised_from]
+            listen, cache = _clone_listen(ticks[0].listen), [_clone_cache(c) for c in ticks[0].cache]
+            for r in ticks:
+                r.listen, r.cache = _clone_listen(listen), [_clone_cache(c) for c in cache]
+                features, listen = self._listen_one(torch.from_numpy(r.audio[None]), listen)
+                _, _, partner = self._lm_step(r.column[None], torch.tensor([r.prev_text]), features.reshape(1, -1),
+                                              torch.tensor([s.role]), cache, torch.tensor([r.tick]), r.phonemes)
+            s.listen, s.cache, s.revised_from = listen, cache, None
+            s.partner_logits = None if partner is None else partner[0]
+            self._batches = [None] * self.lanes  # the lanes' batched states hold the old rows
 
     @torch.no_grad()  # here too: grad mode is per thread, and lanes run in the pool's threads
     def _compute(self, lane: int, states: Sequence[LMState], listen: np.ndarray) -> _Tick:
@@ -247,13 +308,28 @@ class SpeechLMAgent(Agent):
     def predict_partner(self, states: Sequence[LMState]) -> np.ndarray:
         """Each session's partner slice of the coming tick as the model expects it: the most likely frame
         of its partner heads, through the session's own partner decoder (silence before its first step).
-        A real slice that arrives later is not fed back: the model goes on from what it heard, as SyncLLM does."""
+        From the first call on, a session keeps what it needs to replace a prediction it hears by the real
+        slice when that arrives (`revise_partner`)."""
+        self._catch_up(states)
+        for s in states:
+            if s.heard_ticks is None:
+                s.heard_ticks = deque(maxlen=REPLAY_TICKS)
         unknown = torch.full((self.m.codec.tokens_per_tick,), self.m.codec.config.codebook_size)
         frames = torch.stack([unknown if s.partner_logits is None else s.partner_logits.argmax(-1) for s in states])
         audio, decode = self._decode_complete(frames, _cat_decode([s.partner_decode for s in states]))
         for b, s in enumerate(states):
             s.partner_decode = _row_decode(decode, b)
         return audio.numpy().astype(np.float32)
+
+    def revise_partner(self, state: AgentState, tick: int, audio: np.ndarray) -> None:
+        """The real slice of `tick` replaces the prediction heard then: that tick and the ones after it are
+        computed again before the session's next step or prediction (`_catch_up`). Dropped if the tick is
+        more than REPLAY_TICKS old."""
+        for record in state.heard_ticks or ():
+            if record.tick == tick:
+                record.audio = np.array(audio, np.float32)
+                state.revised_from = tick if state.revised_from is None else min(state.revised_from, tick)
+                return
 
     def _decode_complete(self, frames: torch.Tensor, state: CodecStreamState) -> tuple[torch.Tensor, CodecStreamState]:
         """Audio of each row's frame; a row whose frame is not complete yet (codebook 0 still the start
@@ -474,6 +550,14 @@ class _Tick:
 
 def _cat_listen(states: list[ListenState]) -> ListenState:
     return ListenState(*(torch.cat(ts) for ts in zip(*(s.tensors() for s in states))))
+
+
+def _clone_listen(state: ListenState) -> ListenState:
+    return ListenState(*(t.clone() for t in state.tensors()))
+
+
+def _clone_cache(cache: KVCache) -> KVCache:
+    return KVCache(cache.k.clone(), cache.v.clone())
 
 
 def _row_listen(state: ListenState, b: int) -> ListenState:

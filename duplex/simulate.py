@@ -81,11 +81,13 @@ class _Side:
 
     def hear(self, t: int, incoming: list[Link], now: float) -> None:
         T = self.agent.tick_samples
-        predictions = self.agent.predict_partner([s.state for s in self.sessions]) if self.compensate else None
         for i, (session, stream) in enumerate(zip(self.sessions, self.streams)):
             for tick, audio in stream.deliver(incoming[i].receive(now)):
                 self.agent.revise_partner(session.state, tick, audio)
                 self.heard[i, tick * T : (tick + 1) * T] = audio
+        # predicted after the real slices that arrived replaced earlier predictions (duplex/lm_agent.py)
+        predictions = self.agent.predict_partner([s.state for s in self.sessions]) if self.compensate else None
+        for i, (session, stream) in enumerate(zip(self.sessions, self.streams)):
             audio = stream.slice_for(t, None if predictions is None else predictions[i])
             self.heard[i, t * T : (t + 1) * T] = audio
             session.push_input(audio)

@@ -354,6 +354,46 @@ def test_the_agent_predicts_its_partner_and_compensates_late_slices_in_a_simulat
     assert rec.a.stream["predicted"] > 10 and rec.a.stream["replaced"] > 10
 
 
+def test_a_late_real_slice_replaces_the_prediction_in_the_context(tiny_folder, monkeypatch):
+    """SyncLLM's compensation: a session that heard predictions for ticks 3-5 and got the real slices
+    at tick 6 is, after its next step, where a session that heard them in time is (its own tokens kept)."""
+    import torch
+
+    from duplex.lm_agent import SpeechLMAgent
+    from models.text_tokenizer import PAD
+
+    agent = SpeechLMAgent(load_agent_models(tiny_folder), onnx=False, int8=False)
+    Q = agent.m.lm.config.n_codebooks
+    monkeypatch.setattr(agent, "_text_token", lambda s, logits: PAD)
+    real = np.random.default_rng(4).normal(0, 0.1, (9, 1280)).astype(np.float32)
+
+    def run(late: set[int], arrive: int) -> tuple:
+        """Steps 0..8 with scripted tokens; the slices of `late` ticks are predicted, their real ones come
+        before tick `arrive`'s step. Returns (state after the steps, the caches after tick `arrive` - 1)."""
+        script = iter(torch.full((1, Q), t % 5) for t in range(9))
+        monkeypatch.setattr(agent, "_sample_audio", lambda logits, generators: next(script))
+        state, before = agent.new_state(), None
+        for t in range(9):
+            if t == arrive:
+                before = [c.k.clone() for c in state.cache]
+                for tick in sorted(late):
+                    agent.revise_partner(state, tick, real[tick])
+            predicted = agent.predict_partner([state])[0]
+            agent.step([state], (predicted if t in late else real[t])[None])
+        return state, before
+
+    on_time, on_time_before = run(set(), 6)
+    late, late_before = run({3, 4, 5}, 6)
+    assert not all(torch.allclose(a, b) for a, b in zip(on_time_before, late_before))  # the predictions differed
+    for a, b in zip(on_time.cache, late.cache):
+        torch.testing.assert_close(a.k, b.k), torch.testing.assert_close(a.v, b.v)
+    for a, b in zip(on_time.listen.tensors(), late.listen.tensors()):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(on_time.partner_logits, late.partner_logits)
+    too_late, _ = run({0}, 0 + 9)  # never revised: the context keeps the prediction
+    assert not torch.allclose(too_late.cache[0].k, on_time.cache[0].k)
+
+
 def test_a_codec_with_two_frames_per_tick_speaks_through_the_agent(tmp_path):
     """A 25 Hz codec: the LM speaks 2 x n_q tokens per tick, the agent decodes both frames each tick."""
     import torch
