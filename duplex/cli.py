@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+
+# MKL picks how many threads a matrix product uses by the machine's load unless told not to, and a product
+# split another way rounds otherwise: on a busy machine the same seeded simulation then said other things
+# from the first near-tie on (docs/benchmarks.md, session 16). Set before torch first calls MKL.
+os.environ.setdefault("MKL_DYNAMIC", "FALSE")
 
 COMMAND_MODULES = [
     "duplex.respond",

@@ -3,6 +3,10 @@ so that tests know exactly where speech starts and ends."""
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("MKL_DYNAMIC", "FALSE")  # as the duplex command sets it (duplex/cli.py): reproducible products
+
 import numpy as np
 import pytest
 import torch
