@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--partner", choices=("user", "model"), default="user",
                         help="side A: the scripted user, or a second instance of --model (agent vs agent)")
     parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime threads (the issue's figure: 2)")
+    parser.add_argument("--compensation", choices=("on", "off"), default="on",
+                        help="latency compensation: a learned agent predicts late slices and computes their ticks "
+                             "again when the real ones come (duplex/lm_agent.py)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     folder = tempfile.TemporaryDirectory(prefix="duplex-random-agent-")
@@ -48,12 +51,14 @@ def main() -> None:
         agent = load_agent(model, virtual_clock=True)
         partner = ScriptedUser(domain_scripts(n, seed=0)) if args.partner == "user" else load_agent(model, virtual_clock=True)
         began = time.perf_counter()
-        simulate(partner, agent, n, args.seconds, NetworkConfig(delay_ms=args.latency))
+        simulate(partner, agent, n, args.seconds,
+                 NetworkConfig(delay_ms=args.latency, compensate=args.compensation == "on"))
         elapsed = time.perf_counter() - began
         agent.close()
         partner.close()
         against = "scripted user" if args.partner == "user" else "itself"
-        print(f"simulate {args.model} ({args.threads} thread) vs {against}: {n} pair(s) x {args.seconds / elapsed:.1f}x real time "
+        print(f"simulate {args.model} ({args.threads} thread, {args.latency:g} ms, compensation {args.compensation}) "
+              f"vs {against}: {n} pair(s) x {args.seconds / elapsed:.1f}x real time "
               f"({n * args.seconds / elapsed:.1f} pair-seconds per second)")
     folder.cleanup()
 
