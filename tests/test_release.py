@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import pytest
 import torch
@@ -63,3 +64,29 @@ def test_release_refuses_a_folder_that_is_not_a_training_checkpoint(tmp_path, ca
     assert main(["release", str(tmp_path / "ckpt"), str(tmp_path / "out")]) == 1
     assert "not a training checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_listen_ctc_run_ships_its_encoder_started_from_a_shipped_folder(tiny_parts, tmp_path):
+    """The stage's CTC head stays behind; the card names the shipped encoder it started from."""
+    from models.listen_encoder import load_listen_encoder
+    from training.listen_ctc_stage import ListenCTCStage, ListenCTCStageConfig
+
+    shipped = tmp_path / "checkpoints" / "listen"
+    shutil.copytree(tiny_parts / "listen", shipped)
+    (shipped / "README.md").write_text("# the shipped encoder's card\n")
+    config = ListenCTCStageConfig(init=str(shipped), seconds=2.56)
+    run = Trainer(ListenCTCStage(config), TrainConfig(steps=2, batch_size=2, lr_warmup_steps=1), tmp_path / "run",
+                  progress=False)
+    run.run()
+    write_json(run.folder.root / "run.json", {
+        "stage": "listen-ctc", "preset": "tiny", "stage_config": dataclasses.asdict(config),
+        "train": dataclasses.asdict(TrainConfig(steps=2, batch_size=2, lr_warmup_steps=1, log_every=1)),
+    })
+    dest = tmp_path / "checkpoints" / "listen-ctc"
+    assert main(["release", str(run.folder.latest()), str(dest)]) == 0
+    run.model.eval()
+    wav = torch.zeros(1, 2 * 1280)
+    torch.testing.assert_close(load_listen_encoder(dest).encode(wav), run.model.encoder.encode(wav))
+    card = (dest / "README.md").read_text()
+    assert "Started from the shipped `checkpoints/listen`" in card
+    assert "duplex train listen-ctc --preset tiny --init checkpoints/listen" in card

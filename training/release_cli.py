@@ -44,7 +44,13 @@ STAGE_DATA = {
     "listen": "espeak-ng speech synthesised on the fly, mixed with a second voice or coloured noise at 0-20 dB SNR",
     "lsm": "espeak-ng sentences in the agent's persona voice, with interruptions, backchannels and noise mixed in",
     "dialogue": "synthetic two-channel dialogues of `duplex data generate`",
+    "listen-ctc": "espeak-ng speech with its transcript, synthesised on the fly: corpus sentences and the dialogue "
+                  "domains' train phrasings in training voices, a quarter mixed with a second voice and a quarter "
+                  "with coloured noise at 5-25 dB SNR",
 }
+SHIPPED_PART = {"listen-ctc": "encoder"}
+"""Stages whose checkpoint ships one part of the trained model, from that subfolder: the listen-ctc stage's
+encoder (its CTC head only serves training)."""
 
 
 class ReleaseError(Exception):
@@ -62,28 +68,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run_history(checkpoint: Path) -> list[dict[str, Any]]:
-    """This checkpoint's run and the runs it was initialised from (--init), newest first."""
+def run_history(checkpoint: Path) -> tuple[list[dict[str, Any]], Path | None]:
+    """This checkpoint's run and the runs it was initialised from (--init), newest first; and the shipped
+    model folder (a model card beside its weights, no run) where that chain starts, if it starts from one."""
     history, seen = [], set()
     while checkpoint is not None and checkpoint.resolve() not in seen:
         seen.add(checkpoint.resolve())
         run_file = checkpoint.resolve().parent.parent / "run.json"
         state_file = checkpoint / "trainer_state.json"
+        if history and (checkpoint / CARD_NAME).is_file() and (checkpoint / CONFIG_NAME).is_file():
+            return history, checkpoint
         if not run_file.is_file() or not state_file.is_file():
             raise ReleaseError(f"{checkpoint}: not a training checkpoint (no run.json or trainer_state.json beside it)")
         settings, state = read_json(run_file), read_json(state_file)
         history.append({"checkpoint": checkpoint.resolve(), "settings": settings, "state": state})
         init = settings["stage_config"].get("init") or ""
         checkpoint = Path(init) if init else None
-    return history
+    return history, None
 
 
 def reproduce_command(entry: dict[str, Any]) -> str:
     settings, state = entry["settings"], entry["state"]
     parts = ["duplex train", settings["stage"], "--preset", settings["preset"]]
     init = settings["stage_config"].get("init")
-    if init:
-        parts += ["--init", "RUN_BEFORE/checkpoints/" + Path(init).name]
+    if init:  # a shipped model folder (with its card) by its place in the repository, else the run before
+        shipped = (Path(init) / CARD_NAME).is_file()
+        parts += ["--init", ("checkpoints/" if shipped else "RUN_BEFORE/checkpoints/") + Path(init).name]
     if settings["stage_config"].get("data"):
         parts += ["--data", "DATA"]
     preset_train = dataclasses.asdict(STAGES[settings["stage"]].PRESETS[settings["preset"]][1])
@@ -132,7 +142,7 @@ def preset_drift(settings: dict[str, Any]) -> list[str]:
 
 
 def model_card(config: dict[str, Any], history: list[dict[str, Any]], fp16: bool, metrics: str | None,
-               size_bytes: int, status: str | None = None) -> str:
+               size_bytes: int, status: str | None = None, started_from: Path | None = None) -> str:
     first = history[0]
     stage = first["settings"]["stage"]
     total_seconds = sum(e["state"]["seconds"] for e in history)
@@ -152,6 +162,8 @@ def model_card(config: dict[str, Any], history: list[dict[str, Any]], fp16: bool
         (f"Total training time on the machine that made it: {total_seconds / 3600:.2f} h "
         f"({sum(e['state']['step'] for e in history)} steps over {len(history)} run(s)). Oldest run first:"),
         "",
+        *([f"Started from the shipped `checkpoints/{started_from.name}`, whose own model card gives its training "
+           "(not counted here).", ""] if started_from else []),
     ]
     for entry in reversed(history):
         s, st = entry["settings"], entry["state"]
@@ -178,13 +190,14 @@ def model_card(config: dict[str, Any], history: list[dict[str, Any]], fp16: bool
 
 def release(checkpoint: Path, dest: Path, fp16: bool = False, metrics: str | None = None,
             status: str | None = None) -> None:
-    history = run_history(checkpoint)
-    config = read_json(checkpoint / CONFIG_NAME)
-    weights = read_tensors(checkpoint / WEIGHTS_NAME)
+    history, started_from = run_history(checkpoint)
+    source = checkpoint / SHIPPED_PART.get(history[0]["settings"]["stage"], "")
+    config = read_json(source / CONFIG_NAME)
+    weights = read_tensors(source / WEIGHTS_NAME)
     if fp16:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
     size = sum(t.numel() * t.element_size() for t in weights.values())
-    files = {CARD_NAME: model_card(config, history, fp16, metrics, size, status)}
+    files = {CARD_NAME: model_card(config, history, fp16, metrics, size, status, started_from)}
     copies = {TOKENIZER_NAME: checkpoint / TOKENIZER_NAME} if (checkpoint / TOKENIZER_NAME).exists() else {}
     parts = {}
     for part in FROZEN_PARTS:  # an agent folder (lsm, dialogue) ships its codec and listen encoder
