@@ -12,7 +12,7 @@ CHECKPOINTS = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
 @pytest.mark.parametrize("name,load", [("codec", load_codec), ("listen", load_listen_encoder),
-                                       ("lsm", load_agent_models)])
+                                       ("listen-ctc", load_listen_encoder), ("lsm", load_agent_models)])
 def test_a_shipped_checkpoint_loads_and_has_a_model_card(name, load):
     folder = CHECKPOINTS / name
     assert load(folder) is not None  # the agent's parts.json digests must match checkpoints/codec and listen
