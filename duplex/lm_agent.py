@@ -231,15 +231,17 @@ class SpeechLMAgent(Agent):
         # identically).
         for i, (group, tick) in enumerate(zip(groups, ticks)):
             self._commit(i, group, tick)
-        for s, record in zip(states, heard):
-            if record is not None:
-                s.heard_ticks.append(record)
+            for row, (b, s) in enumerate(zip(lanes[i], group)):
+                if (record := heard[b]) is not None:
+                    record.phonemes = None if tick.phonemes is None else tick.phonemes[row : row + 1]
+                    s.heard_ticks.append(record)
         return np.concatenate([tick.audio for tick in ticks])
 
     def _heard_tick(self, s: LMState, audio: np.ndarray) -> HeardTick:
-        """The session's state before this tick and the tick's inputs, copied (torch steps write in place)."""
+        """The session's state before this tick and the tick's inputs, copied (torch steps write in place);
+        the phonemes it reads come with the computed tick."""
         return HeardTick(s.tick, _clone_listen(s.listen), [_clone_cache(c) for c in s.cache], s.columns[-1],
-                         s.prev_text, self._phonemes([s]), np.array(audio, np.float32))
+                         s.prev_text, None, np.array(audio, np.float32))
 
     @torch.no_grad()
     def _catch_up(self, states: Sequence[LMState]) -> None:
@@ -267,6 +269,7 @@ class SpeechLMAgent(Agent):
         listen_state, cache, decode_state = self._batched_state(lane, states)
         listen_step = self._listen_one if B == 1 else self.m.listen.step
         feats, listen_state = listen_step(torch.from_numpy(listen), listen_state)
+        phonemes = self._phonemes(states)
         text_logits, audio_logits, partner_logits = self._lm_step(
             torch.stack([s.columns[-1] for s in states]),
             torch.tensor([s.prev_text for s in states]),
@@ -274,7 +277,7 @@ class SpeechLMAgent(Agent):
             torch.tensor([s.role for s in states]),
             cache,
             torch.tensor([s.tick for s in states]),
-            self._phonemes(states),
+            phonemes,
         )
         columns = list(self._sample_audio(audio_logits, [s.generator for s in states]))
         # the frame that is complete now: codebook 0 from d ticks ago, the rest from this tick
@@ -282,7 +285,7 @@ class SpeechLMAgent(Agent):
                   for s, column in zip(states, columns)]
         audio, decode_state = self._decode_complete(torch.stack(frames), decode_state)
         batch = _Batch(tuple(s.uid for s in states), listen_state, cache, decode_state)
-        return _Tick(batch, columns, text_logits, partner_logits, audio.numpy().astype(np.float32))
+        return _Tick(batch, columns, text_logits, partner_logits, audio.numpy().astype(np.float32), phonemes)
 
     def _commit(self, lane: int, states: Sequence[LMState], tick: _Tick) -> None:
         """Carry a lane's computed tick into its sessions."""
@@ -546,6 +549,8 @@ class _Tick:
     text_logits: torch.Tensor
     partner_logits: torch.Tensor | None
     audio: np.ndarray
+    phonemes: torch.Tensor | None
+    """(B, phoneme_width) what the sessions read with their text (None: none)."""
 
 
 def _cat_listen(states: list[ListenState]) -> ListenState:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from audio.frames import TICK_SAMPLES
 from audio.tts import Voice, synthesize
-from training.speech_source import coloured_noise, random_voice
+from training.speech_source import at_snr, coloured_noise, random_voice
 from training.speech_text import held_out_sentence, training_sentence
 
 ALPHABET = " abcdefghijklmnopqrstuvwxyz'"
@@ -55,11 +55,6 @@ class Utterance:
     audio: np.ndarray  # 16 kHz, a whole number of ticks
 
 
-def _at_snr(speech: np.ndarray, interference: np.ndarray, snr_db: float) -> np.ndarray:
-    rms = lambda x: float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) + 1e-9
-    return interference * (rms(speech) / rms(interference) / 10 ** (snr_db / 20))
-
-
 def utterances(count: int, held_out: bool, condition: str, snr_db: float = 10.0, seed: int = 7) -> list[Utterance]:
     """Whole sentences in random voices at moderate speeds (so CTC has a frame per character)."""
     if condition not in CONDITIONS:
@@ -75,9 +70,9 @@ def utterances(count: int, held_out: bool, condition: str, snr_db: float = 10.0,
             other_voice = random_voice(rng, held_out)
             other = synthesize(held_out_sentence(i + 500) if held_out else training_sentence(seed + 1, i), other_voice)
             other = np.resize(other, len(speech)) if len(other) else np.zeros_like(speech)
-            speech = speech + _at_snr(speech, other, snr_db)
+            speech = speech + at_snr(speech, other, snr_db)
         elif condition == "noise":
-            speech = speech + _at_snr(speech, coloured_noise(rng, len(speech)), snr_db)
+            speech = speech + at_snr(speech, coloured_noise(rng, len(speech)), snr_db)
         speech = speech / max(1.0, float(np.abs(speech).max()) / 0.99)
         out.append(Utterance(text, speech.astype(np.float32)))
     return out

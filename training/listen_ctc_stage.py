@@ -39,7 +39,7 @@ from duplex.domains import sample_exchange, sample_user_voice
 from models.checkpoint import config_to_dict
 from models.listen_encoder import ListenEncoder, load_listen_encoder, save_listen_encoder
 from training.ctc_probe import ALPHABET, BLANK, characters, greedy_decode, labels
-from training.speech_source import coloured_noise, random_voice
+from training.speech_source import at_snr, coloured_noise, random_voice, rms
 from training.speech_text import held_out_sentence, training_sentence
 from training.trainer import TrainConfig
 
@@ -94,10 +94,6 @@ def _fit(speech: np.ndarray, samples: int, rng: np.random.Generator) -> np.ndarr
     return out
 
 
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-9
-
-
 class ListenCTCStage:
     name = "listen-ctc"
 
@@ -136,11 +132,10 @@ class ListenCTCStage:
         rng = np.random.default_rng([c.seed, index, 31])
         text, speech = self._utterance(rng, index, "train")
         audio = _fit(speech, self.samples, rng)
-        audio *= 10 ** (rng.uniform(*c.level_dbfs) / 20) / _rms(audio)
+        audio *= 10 ** (rng.uniform(*c.level_dbfs) / 20) / rms(audio)
         for prob, interference in ((c.talker_prob, self._talker), (c.noise_prob, coloured_noise)):
             if rng.random() < prob:
-                other = interference(rng, self.samples)
-                audio = audio + other * (_rms(audio) / _rms(other) / 10 ** (rng.uniform(*c.snr_db) / 20))
+                audio = audio + at_snr(audio, interference(rng, self.samples), rng.uniform(*c.snr_db))
         return (audio * min(1.0, 0.99 / (np.abs(audio).max() + 1e-9))).astype(np.float32), text
 
     def _talker(self, rng: np.random.Generator, samples: int) -> np.ndarray:

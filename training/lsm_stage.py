@@ -57,7 +57,7 @@ from training.speech_lm_stage import (
     SpeechLMStageConfig,
     checkpoint_settings,
 )
-from training.speech_source import coloured_noise, random_voice
+from training.speech_source import coloured_noise, random_voice, rms
 from training.speech_text import reading_sentence, training_sentence
 from training.trainer import TrainConfig
 
@@ -175,7 +175,7 @@ class LSMStage(SpeechLMStage):
     @staticmethod
     def _pooled(speech: Speech, codes: torch.Tensor) -> _Utterance:
         return _Utterance(codes, [(w.text, w.start * SAMPLE_RATE / TICK_SAMPLES) for w in speech.words],
-                          len(speech.audio) / TICK_SAMPLES, _rms(speech.audio))
+                          len(speech.audio) / TICK_SAMPLES, rms(speech.audio))
 
     def prepare(self, workers: int, progress: bool = True, device: torch.device | None = None) -> None:
         """Read the whole encoded pool from its file if an earlier run kept it; else, when worker processes
@@ -272,7 +272,7 @@ class LSMStage(SpeechLMStage):
         audio = audio[loud[0] :] if len(loud) else audio
         start = tick * TICK_SAMPLES
         part = audio[: len(user) - start]
-        gain = level * 10 ** (rng.uniform(-6, 6) / 20) / _rms(part)
+        gain = level * 10 ** (rng.uniform(-6, 6) / 20) / rms(part)
         user[start : start + len(part)] += part * gain
 
 
@@ -332,10 +332,6 @@ def _moved_onto(speech: Speech, word_starts: list[float]) -> list[TimedPhoneme]:
         shift = word_starts[k] - starts[k]
         moved.append(TimedPhoneme(p.name, max(0.0, p.start + shift), max(0.0, p.end + shift)))
     return moved
-
-
-def _rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-9
 
 
 READING_POOL = {"sentence_pool": 8000, "reading_share": 0.4, "domain_share": 0.2}

@@ -75,8 +75,14 @@ def coloured_noise(rng: np.random.Generator, n: int) -> np.ndarray:
     return (noise / (np.sqrt(np.mean(noise**2)) + 1e-9)).astype(np.float32)
 
 
-def _rms(x: np.ndarray) -> float:
+def rms(x: np.ndarray) -> float:
+    """Root mean square (in float64; never 0, so that it can divide)."""
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-9
+
+
+def at_snr(speech: np.ndarray, interference: np.ndarray, snr_db: float) -> np.ndarray:
+    """`interference` scaled to sit `snr_db` below `speech`."""
+    return interference * (rms(speech) / rms(interference) / 10 ** (snr_db / 20))
 
 
 @dataclass(frozen=True)
@@ -151,7 +157,7 @@ class SpeechSource:
                 out[start : start + len(speech)] = audio
         level = 10 ** (rng.uniform(*cfg.level_dbfs) / 20)
         for out in placed:  # every target at the talker's level
-            out *= level / _rms(out)
+            out *= level / rms(out)
             out *= min(1.0, 0.99 / (np.abs(out).max() + 1e-9))
         return placed[0], placed[-1]
 
@@ -177,8 +183,7 @@ class SpeechSource:
         return clean.astype(np.float32), mixed.astype(np.float32), target.astype(np.float32)
 
     def _at_snr(self, clean: np.ndarray, interference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        snr = rng.uniform(*self.config.snr_db)
-        return interference * (_rms(clean) / _rms(interference) / 10 ** (snr / 20))
+        return at_snr(clean, interference, rng.uniform(*self.config.snr_db))
 
     def batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> SpeechBatch:
         """The batch of process `rank` at training step `step` (disjoint across processes)."""
