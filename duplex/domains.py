@@ -345,21 +345,24 @@ _OPERATIONS = {
 _ARITHMETIC_QUESTIONS = {
     "plus": Phrasings(
         train=("what is {a} plus {b}?", "what's {a} plus {b}?", "how much is {a} plus {b}?", "{a} plus {b}?",
-               "could you add {a} and {b} for me?", "add {a} to {b}, please.", "what do you get if you add {a} and {b}?"),
+               "could you add {a} and {b} for me?", "add {a} to {b}, please.", "what do you get if you add {a} and {b}?",
+               "the sum of {a} and {b}, please.", "{a} and {b} together make what?", "what does {a} plus {b} make?"),
         valid=("what is the sum of {a} and {b}?", "quick one: {a} plus {b}?"),
         test=("tell me the sum of {a} and {b}.", "if I add {a} and {b} together, what do I get?",
               "do you know what {a} plus {b} makes?"),
     ),
     "minus": Phrasings(
         train=("what is {a} minus {b}?", "what's {a} minus {b}?", "how much is {a} minus {b}?", "{a} minus {b}?",
-               "subtract {b} from {a}.", "what's {a} take away {b}?", "can you take {b} away from {a}?"),
+               "subtract {b} from {a}.", "what's {a} take away {b}?", "can you take {b} away from {a}?",
+               "the difference between {a} and {b}, please.", "how many are left if you take {b} from {a}?"),
         valid=("what is the difference between {a} and {b}?", "quick one: {a} minus {b}?"),
         test=("if you subtract {b} from {a}, what is left?", "tell me what {a} minus {b} is.",
               "what do you get when you take {b} from {a}?"),
     ),
     "times": Phrasings(
         train=("what is {a} times {b}?", "what's {a} times {b}?", "how much is {a} times {b}?", "{a} times {b}?",
-               "multiply {a} by {b}.", "what's {a} multiplied by {b}?", "could you multiply {a} and {b}?"),
+               "multiply {a} by {b}.", "what's {a} multiplied by {b}?", "could you multiply {a} and {b}?",
+               "the product of {a} and {b}, please.", "work out {a} times {b} for me."),
         valid=("what is the product of {a} and {b}?", "quick one: {a} times {b}?"),
         test=("tell me the product of {a} and {b}.", "can you work out {a} times {b}?",
               "what do you get if you multiply {a} by {b}?"),
@@ -434,7 +437,8 @@ class Arithmetic:
 
 _COUNTING_QUESTIONS = Phrasings(
     train=("count from {a} to {b}.", "please count from {a} to {b}.", "can you count from {a} to {b}?",
-           "could you count up from {a} to {b}?", "count from {a} to {b} for me, please."),
+           "could you count up from {a} to {b}?", "count from {a} to {b} for me, please.",
+           "count the numbers from {a} to {b}.", "count up to {b}, starting at {a}."),
     valid=("count to {b}, starting at {a}.", "I'd like you to count from {a} to {b}."),
     test=("say the numbers from {a} to {b}.", "would you count from {a} up to {b}?", "let's count from {a} to {b}."),
 )
@@ -491,7 +495,8 @@ _REPEAT_WORDS = (
 )
 _REPEAT_QUESTIONS = Phrasings(
     train=("repeat after me: {words}.", "please repeat after me: {words}.", "say after me: {words}.",
-           "repeat these words: {words}.", "can you repeat after me? {words}."),
+           "repeat these words: {words}.", "can you repeat after me? {words}.", "now say {words} back.",
+           "can you repeat this? {words}."),
     valid=("repeat this: {words}.", "listen and repeat after me: {words}."),
     test=("could you say {words} back to me?", "say {words} back to me, please.", "repeat the words {words}."),
 )
@@ -556,7 +561,7 @@ _CAPITALS = (
 _CAPITAL_QUESTIONS = Phrasings(
     train=("what is the capital of {country}?", "what's the capital of {country}?",
            "do you know the capital of {country}?", "tell me the capital of {country}.",
-           "which city is the capital of {country}?", "capital of {country}?"),
+           "which city is the capital of {country}?", "capital of {country}?", "{country}'s capital, please."),
     valid=("name the capital of {country}.", "what's the capital city of {country}?"),
     test=("which city is {country}'s capital?", "I wonder what the capital of {country} is.",
           "in {country}, what is the capital?"),
@@ -609,28 +614,30 @@ class _Intent:
 
 _SMALL_TALK = {
     "goodbye": _Intent(
-        Phrasings(train=("goodbye!", "bye for now.", "see you later.", "I have to go now, bye."),
+        Phrasings(train=("goodbye!", "bye for now.", "see you later.", "I have to go now, bye.", "I'll see you soon."),
                   valid=("talk to you later.",), test=("okay, bye bye.", "see you soon, goodbye.")),
         (r"\bgood ?bye\b", r"\bbye\b", r"\bsee you\b", r"\btalk to you later\b"),
         ("goodbye! have a nice day.", "bye! talk to you soon.", "see you later, goodbye!"),
         Expected.of("all", ("bye", "goodbye", "see you")),
     ),
     "thanks": _Intent(
-        Phrasings(train=("thank you.", "thanks a lot.", "thanks for your help.", "thank you very much."),
+        Phrasings(train=("thank you.", "thanks a lot.", "thanks for your help.", "thank you very much.",
+                         "I appreciate your help.", "cheers!"),
                   valid=("many thanks.",), test=("I appreciate it.", "cheers, that was helpful.")),
         (r"\bthank(?:s| you)\b", r"\bappreciate\b", r"\bcheers\b"),
         ("you're welcome.", "my pleasure.", "no problem at all."),
         Expected.of("all", ("welcome", "pleasure", "no problem")),
     ),
     "how_are_you": _Intent(
-        Phrasings(train=("how are you?", "how are you doing today?", "how's it going?", "how are things?"),
+        Phrasings(train=("how are you?", "how are you doing today?", "how's it going?", "how are things?",
+                         "are you feeling well?"),
                   valid=("how have you been?",), test=("are you doing well today?", "how are you feeling?")),
-        (r"\bhow (?:are|is|have) (?:you|it|things)\b", r"\bare you doing well\b"),
+        (r"\bhow (?:are|is|have) (?:you|it|things)\b", r"\bare you (?:doing|feeling) well\b"),
         ("I'm doing well, thank you.", "I'm fine, thanks for asking.", "pretty good, thanks."),
         Expected.of("all", ("well", "fine", "good", "great")),
     ),
     "greeting": _Intent(
-        Phrasings(train=("hello!", "hi there!", "hey!", "good morning!"),
+        Phrasings(train=("hello!", "hi there!", "hey!", "good morning!", "hi, good evening.", "hello, good afternoon."),
                   valid=("good afternoon!",), test=("good evening!", "hey there, hello!")),
         (r"\b(?:hello|hi|hey)\b", r"\bgood (?:morning|afternoon|evening)\b"),
         ("hello! how can I help you?", "hi there! what can I do for you?", "hey! nice to hear from you."),
@@ -691,7 +698,8 @@ _TOPICS = (
 )
 _TOPIC_QUESTIONS = Phrasings(
     train=("tell me about {topic}.", "what can you tell me about {topic}?", "tell me something about {topic}.",
-           "I'd like to hear about {topic}.", "can you tell me a bit about {topic}?"),
+           "I'd like to hear about {topic}.", "can you tell me a bit about {topic}?",
+           "describe {topic} in a few words.", "can you explain {topic}?", "let's talk about {topic}."),
     valid=("what do you know about {topic}?", "give me a few facts about {topic}."),
     test=("could you describe {topic} for me?", "talk to me about {topic}.", "explain {topic} to me, please."),
 )

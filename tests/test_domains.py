@@ -1,5 +1,7 @@
 """The dialogue domains: number handling, the answer checker, the responder on every phrasing, and the splits."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -134,6 +136,30 @@ def test_phrasings_are_disjoint_between_splits_and_none_is_empty():
         assert all(table.of(split) for split in SPLITS)
         train, valid, test = (set(table.of(s)) for s in SPLITS)
         assert not (train & valid or train & test or valid & test)
+
+
+def _question_keys() -> list[tuple[Phrasings, list[str]]]:
+    """Each question table with the constructions the responder reads in it."""
+    keys = [(domains._ARITHMETIC_QUESTIONS[op], [*patterns, domains._OPERATION_CUES[op]])
+            for op, patterns in domains._ARITHMETIC_PATTERNS.items()]
+    keys += [(domains._COUNTING_QUESTIONS, domains._COUNTING_PATTERNS), (domains._REPEAT_QUESTIONS, domains._REPEAT_PATTERNS),
+             (domains._TOPIC_QUESTIONS, [domains._TOPIC_TRIGGER])]
+    return keys + [(intent.questions, list(intent.patterns)) for intent in domains._SMALL_TALK.values()]
+
+
+def test_held_out_questions_turn_on_trained_words():
+    """A held-out phrasing is a new sentence, not new vocabulary: in each, some construction that says what
+    is asked ("the sum of A and B", "appreciate") is made of words that training phrasings use, or no
+    model that learns from the train split could understand it."""
+    keys = _question_keys()
+    trained = {w for table, _ in keys for t in table.train
+               for w in normalize(t.format(a=3, b=5, words="apple", topic="bees"))}
+    for table, patterns in keys:
+        for template in (*table.valid, *table.test):
+            text = " ".join(normalize(template.format(a=3, b=5, words="apple", topic="bees")))
+            constructions = [set(m[0].split()) - {"3", "5", "apple"} for p in patterns if (m := re.search(p, text))]
+            assert constructions, template
+            assert any(words <= trained for words in constructions), template
 
 
 def test_user_voices_are_disjoint_between_splits_and_known_to_espeak():
