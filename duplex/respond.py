@@ -30,6 +30,8 @@ class Response:
     agent_audio: np.ndarray
     """The agent's channel at 16 kHz, as long as the user's."""
     events: list[dict[str, Any]]
+    event_times: list[float]
+    """When each event came, in seconds of the user's input (the end of the tick it was drained after)."""
 
 
 def respond_audio(agent: Agent, user: np.ndarray, seed: int = 0, say: str | None = None) -> Response:
@@ -42,19 +44,22 @@ def respond_audio(agent: Agent, user: np.ndarray, seed: int = 0, say: str | None
     n = len(ticks)
     out = np.zeros((n + 1) * agent.tick_samples, dtype=np.float32)
     events: list[dict[str, Any]] = []
+    event_times: list[float] = []
 
     def step(t: int) -> None:
         session.push_input(ticks[t])
         produced = engine.step()[session.id]
         # Said during tick t+1 (DESIGN.md "Time").
         out[(t + 1) * agent.tick_samples : (t + 2) * agent.tick_samples] = produced
-        events.extend(session.drain_events())
+        drained = session.drain_events()
+        events.extend(drained)
+        event_times.extend([(t + 1) * agent.tick_ms / 1000.0] * len(drained))
 
     TickLoop(VirtualClock(), agent.tick_ms / 1000.0).run(step, n)
     if session.failed is not None:
         raise session.failed
     engine.close_session(session.id)
-    return Response(out[: len(user)], events)
+    return Response(out[: len(user)], events, event_times)
 
 
 def respond_file(input_path: str, output_path: str, stereo: bool, seed: int, model: str, say: str | None) -> Response:

@@ -48,3 +48,12 @@ def test_measures_of_a_takeover_in_a_pause_and_of_an_interruption():
     m = measure(inter, agent)
     assert m["speaking_at_onset"] and m["stop_s"] == pytest.approx(0.25, abs=0.05)
     assert not m["responded"]
+
+
+def test_an_answer_meant_is_judged_on_the_text_written_after_the_turn():
+    case = make_case("turn", 0)  # "Tell me the sum of zero and one."
+    silent = np.zeros(len(case.user), np.float32)
+    assert not measure(case, silent, meant=[(case.turn_end - 1.0, "one.")])["meant_correct"]  # too early
+    meant = [(case.turn_end - 1.0, "two"), (case.turn_end + 0.3, " zero plus one"), (case.turn_end + 0.5, " is one.")]
+    m = measure(case, silent, meant=meant)
+    assert m["meant_correct"] and not m["correct"]  # meant, but never said aloud

@@ -29,6 +29,10 @@ def test_baseline_answers_after_the_user_ends_and_reports_events(agent, speech):
     assert "plus" in heard
     said = next(e["text"] for e in r.events if e["type"] == "agent.transcript.delta")
     assert said == "Seven plus five is twelve."
+    assert len(r.event_times) == len(r.events) and r.event_times == sorted(r.event_times)
+    started = lambda kind: r.event_times[types.index(kind)]
+    speech_end = 0.5 + len(speech["arithmetic"]) / 16000
+    assert 0.5 < started("user.speech.started") < speech_end < started("agent.speech.started") < 7.0
     m = dialogue_metrics(np.stack([r.agent_audio, user], axis=1))
     # the answer starts at the pause (0.2 s VAD hangover) and takes the fixed 0.3 s, hidden behind the 0.5 s
     # end-of-turn silence: it plays at the timeout, plus a tick, give or take VAD frames

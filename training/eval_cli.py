@@ -45,6 +45,7 @@ COLUMNS = [
     ("stop_latency_median_s", "stop latency (s) ↓"),
     ("interruption_responded_rate", "answers the interruption ↑"),
     ("answer_accuracy", "answers correct ↑"),
+    ("meant_answer_accuracy", "answers correct in its text ↑"),
     ("wer", "WER ↓"),
     ("wer_floor_espeak", "WER of espeak-ng itself (floor)"),
     ("realism_ipu_r", "IPU r ↑"),

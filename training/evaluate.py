@@ -74,12 +74,19 @@ def _speech(agent_audio: np.ndarray, ipus: list[Interval], judge: str) -> list[S
     return out
 
 
-def measure(case: Case, agent_audio: np.ndarray, judge: str = "base") -> dict[str, Any]:
-    """The category's measures for one case; `judge` is the Whisper model that hears the agent."""
+def measure(case: Case, agent_audio: np.ndarray, judge: str = "base",
+            meant: list[tuple[float, str]] = ()) -> dict[str, Any]:
+    """The category's measures for one case; `judge` is the Whisper model that hears the agent; `meant`
+    the (time, text) of its transcript deltas: what it meant to say, for the answers judged on its text."""
     speech = _speech(agent_audio, channel_ipus(agent_audio, AGENT), judge)
 
     def _after(t: float) -> str:
         return transcribe(agent_audio[int(max(0.0, t) * SAMPLE_RATE) :], model=judge)[0]
+
+    def _meant_correct(t: float) -> bool:
+        """Whether what it meant to say from t on answers the question: right words, whatever the voice."""
+        text = "".join(piece for at, piece in meant if at >= t)
+        return bool(case.expected and check_answer(case.expected, text).correct)
 
     m: dict[str, Any] = {}
     if case.category in ("turn", "pause"):
@@ -87,6 +94,7 @@ def measure(case: Case, agent_audio: np.ndarray, judge: str = "base") -> dict[st
         m["took_turn"] = any(s.takeover for s in answer)
         m["latency_s"] = round(answer[0].start - case.turn_end, 3) if answer else None
         m["correct"] = bool(case.expected and answer and check_answer(case.expected, _after(answer[0].start)).correct)
+        m["meant_correct"] = _meant_correct(case.turn_end - 0.2)
     if case.category == "pause":
         m["pause_takeover"] = any(s.takeover for s in speech for p0, p1 in case.pauses if p0 <= s.start < p1)
     if case.category == "backchannel":
@@ -102,6 +110,7 @@ def measure(case: Case, agent_audio: np.ndarray, judge: str = "base") -> dict[st
         m["stop_s"] = round(stop, 3) if stop is not None and stop <= STOP_WINDOW_S else None
         reply = [s for s in speech if s.start >= end - 0.2]
         m["responded"] = bool(reply and case.expected and check_answer(case.expected, _after(reply[0].start)).correct)
+        m["meant_correct"] = _meant_correct(end - 0.2)
     return m
 
 
@@ -109,8 +118,10 @@ def run_cases(agent: Agent, cases: list[Case], seed: int = 0, judge: str = "base
     results = []
     for case in cases:
         response = respond_audio(agent, case.user, seed=seed)
-        said = [e["text"] for e in response.events if e["type"] == "agent.transcript.delta"]
-        result = CaseResult(case.name, case.category, measure(case, response.agent_audio, judge), said,
+        meant = [(at, e["text"]) for at, e in zip(response.event_times, response.events)
+                 if e["type"] == "agent.transcript.delta"]
+        said = [text for _, text in meant]
+        result = CaseResult(case.name, case.category, measure(case, response.agent_audio, judge, meant), said,
                             transcribe(response.agent_audio, model=judge)[0] if said else "")
         if said and case.category != "interruption":  # an interrupted agent did not say all it meant to
             text = "".join(said)  # deltas are pieces of one text (a learned agent's carry their spaces)
@@ -145,6 +156,7 @@ def summarise(results: list[CaseResult]) -> dict[str, Any]:
         "stopped_rate": _mean([m["stop_s"] is not None for m in inter if m["speaking_at_onset"]]),
         "interruption_responded_rate": _mean([m["responded"] for m in inter]),
         "answer_accuracy": _mean(answered),
+        "meant_answer_accuracy": _mean([m["meant_correct"] for m in turn + pause + inter]),
         "wer": _mean([r.wer for r in results]),
         "wer_floor_espeak": _mean([r.wer_floor for r in results]),
     }
