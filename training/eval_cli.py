@@ -7,7 +7,8 @@
 For each agent, runs every case through `duplex respond` (virtual clock, the
 latency a live user would meet) and measures pause handling, smooth
 turn-taking, backchannels, interruptions, answer accuracy (Whisper + the
-domain checker) and intelligibility (Whisper's WER on what the agent meant
+domain checker; and the checker on the agent's own text, what it meant to
+say: right words whatever the voice) and intelligibility (Whisper's WER on what the agent meant
 to say, beside the same judge's WER on those words rendered by espeak-ng in
 the agent's voice); then replays `--dialogues` dialogues of the dataset's
 split with the agent in the agent's place and correlates their IPU, pause
