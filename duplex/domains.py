@@ -345,8 +345,8 @@ _OPERATIONS = {
 _ARITHMETIC_QUESTIONS = {
     "plus": Phrasings(
         train=("what is {a} plus {b}?", "what's {a} plus {b}?", "how much is {a} plus {b}?", "{a} plus {b}?",
-               "could you add {a} and {b} for me?", "add {a} to {b}, please.", "what do you get if you add {a} and {b}?",
-               "the sum of {a} and {b}, please.", "{a} and {b} together make what?", "what does {a} plus {b} make?"),
+               "could you add {a} and {b} for me?", "add {a} to {b}, please.",
+               "what do you get if you add {a} and {b}?", "the sum of {a} and {b}, please.", "{a} and {b} together make what?", "what does {a} plus {b} make?"),
         valid=("what is the sum of {a} and {b}?", "quick one: {a} plus {b}?"),
         test=("tell me the sum of {a} and {b}.", "if I add {a} and {b} together, what do I get?",
               "do you know what {a} plus {b} makes?"),

@@ -142,7 +142,8 @@ def _question_keys() -> list[tuple[Phrasings, list[str]]]:
     """Each question table with the constructions the responder reads in it."""
     keys = [(domains._ARITHMETIC_QUESTIONS[op], [*patterns, domains._OPERATION_CUES[op]])
             for op, patterns in domains._ARITHMETIC_PATTERNS.items()]
-    keys += [(domains._COUNTING_QUESTIONS, domains._COUNTING_PATTERNS), (domains._REPEAT_QUESTIONS, domains._REPEAT_PATTERNS),
+    keys += [(domains._COUNTING_QUESTIONS, domains._COUNTING_PATTERNS),
+             (domains._REPEAT_QUESTIONS, domains._REPEAT_PATTERNS),
              (domains._TOPIC_QUESTIONS, [domains._TOPIC_TRIGGER])]
     return keys + [(intent.questions, list(intent.patterns)) for intent in domains._SMALL_TALK.values()]
 

@@ -8,13 +8,13 @@ For each agent, runs every case through `duplex respond` (virtual clock, the
 latency a live user would meet) and measures pause handling, smooth
 turn-taking, backchannels, interruptions, answer accuracy (Whisper + the
 domain checker; and the checker on the agent's own text, what it meant to
-say: right words whatever the voice) and intelligibility (Whisper's WER on what the agent meant
-to say, beside the same judge's WER on those words rendered by espeak-ng in
-the agent's voice); then replays `--dialogues` dialogues of the dataset's
-split with the agent in the agent's place and correlates their IPU, pause
-and gap durations with the recorded ones (SyncLLM's realism,
-training/eval_realism.py). Writes one table (markdown and JSON) and plots
-to the output folder (default docs/eval).
+say: right words whatever the voice) and intelligibility (Whisper's WER on
+what the agent meant to say, beside the same judge's WER on those words
+rendered by espeak-ng in the agent's voice); then replays `--dialogues`
+dialogues of the dataset's split with the agent in the agent's place and
+correlates their IPU, pause and gap durations with the recorded ones
+(SyncLLM's realism, training/eval_realism.py). Writes one table (markdown
+and JSON) and plots to the output folder (default docs/eval).
 
 `duplex eval lsm` (the listen-while-speaking suite, training/eval_lsm.py):
 intelligibility against the espeak-ng floor, interruption F1 clean and with

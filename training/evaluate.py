@@ -9,6 +9,7 @@ else takes the turn.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +76,7 @@ def _speech(agent_audio: np.ndarray, ipus: list[Interval], judge: str) -> list[S
 
 
 def measure(case: Case, agent_audio: np.ndarray, judge: str = "base",
-            meant: list[tuple[float, str]] = ()) -> dict[str, Any]:
+            meant: Sequence[tuple[float, str]] = ()) -> dict[str, Any]:
     """The category's measures for one case; `judge` is the Whisper model that hears the agent; `meant`
     the (time, text) of its transcript deltas: what it meant to say, for the answers judged on its text."""
     speech = _speech(agent_audio, channel_ipus(agent_audio, AGENT), judge)
